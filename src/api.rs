@@ -1,0 +1,979 @@
+//! The JavaScript API: argument checks and conversion only. The logic lives in `table`,
+//! `state`, `stats`, `tracking`, `events` and `snapshot`.
+
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
+use napi::sys::ValueType as Vt;
+use napi::{sys, Env, ValueType};
+use napi_derive::napi;
+
+use crate::config;
+use crate::convert;
+use crate::errors::RegistryError;
+use crate::events::{self, ChangeKind, StateChange};
+use crate::handles::{self, SocketEntry};
+use crate::js::{self, Fail, JsResult, Value};
+use crate::promise::{self, Outcome};
+use crate::snapshot::{self, SavedSession};
+use crate::state::{SessionState, Status};
+use crate::stats;
+use crate::table;
+use crate::tracking;
+
+/// Any JS value, passed through untouched (the typings come from `ts_args_type`).
+#[derive(Clone, Copy)]
+pub struct JsAny(pub sys::napi_value);
+
+impl FromNapiValue for JsAny {
+  unsafe fn from_napi_value(_env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+    Ok(JsAny(v))
+  }
+}
+
+impl ToNapiValue for JsAny {
+  unsafe fn to_napi_value(_env: sys::napi_env, v: Self) -> napi::Result<sys::napi_value> {
+    Ok(v.0)
+  }
+}
+
+impl TypeName for JsAny {
+  fn type_name() -> &'static str {
+    "unknown"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Unknown
+  }
+}
+
+impl ValidateNapiValue for JsAny {}
+
+/// Turns a failure into a thrown JS error (with its code) for napi-rs to return.
+fn finish<T>(env: &Env, r: JsResult<T>) -> napi::Result<T> {
+  r.map_err(|f| {
+    js::throw_fail(env.raw(), f);
+    napi::Error::new(napi::Status::PendingException, "")
+  })
+}
+
+fn session_id_arg(env: js::Env, v: Value, what: &str) -> JsResult<String> {
+  match js::get_string(env, v) {
+    Some(id) if !id.is_empty() => Ok(id),
+    Some(_) => {
+      Err(RegistryError::InvalidSessionId(format!("{what}: sessionId must not be empty")).into())
+    }
+    None => Err(
+      RegistryError::InvalidSessionId(format!(
+        "{what}: sessionId must be a non-empty string, got {}",
+        type_name(env, v)
+      ))
+      .into(),
+    ),
+  }
+}
+
+fn type_name(env: js::Env, v: Value) -> &'static str {
+  match js::type_of(env, v) {
+    Vt::napi_undefined => "undefined",
+    Vt::napi_null => "null",
+    Vt::napi_boolean => "a boolean",
+    Vt::napi_number => "a number",
+    Vt::napi_string => "a string",
+    Vt::napi_symbol => "a symbol",
+    Vt::napi_object => "an object",
+    Vt::napi_function => "a function",
+    Vt::napi_bigint => "a bigint",
+    _ => "an unknown value",
+  }
+}
+
+/// Reads an optional boolean option; `undefined` gives the default.
+fn bool_option(
+  env: js::Env,
+  options: Value,
+  key: &std::ffi::CStr,
+  default: bool,
+  what: &str,
+) -> JsResult<bool> {
+  if js::is_nullish(env, options) {
+    return Ok(default);
+  }
+  let v = js::get_named(env, options, key)?;
+  if js::type_of(env, v) == Vt::napi_undefined {
+    return Ok(default);
+  }
+  js::get_bool(env, v).ok_or_else(|| {
+    RegistryError::InvalidOptions(format!(
+      "{what}: options.{} must be a boolean",
+      key.to_string_lossy()
+    ))
+    .into()
+  })
+}
+
+fn options_arg(env: js::Env, options: Value, what: &str) -> JsResult<()> {
+  if js::is_nullish(env, options) || js::is_object(env, options) {
+    Ok(())
+  } else {
+    Err(
+      RegistryError::InvalidOptions(format!(
+        "{what}: options must be an object, got {}",
+        type_name(env, options)
+      ))
+      .into(),
+    )
+  }
+}
+
+fn env_identity() -> JsResult<(table::EnvKey, u32)> {
+  handles::current().ok_or_else(|| {
+    RegistryError::Internal("the registry was not initialised in this thread".into()).into()
+  })
+}
+
+/// Stores `socket` under `sessionId` and returns the same socket.
+///
+/// If the id already has a socket in this thread, that socket is let go first: the
+/// registry's listeners are removed from it (`ev.off`) and it is ended (`end(undefined)`).
+/// The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
+/// error: null, status: 'connecting' }` (status `null` when not tracked). Unless
+/// `{ track: false }`, the registry follows the socket's `connection.update`,
+/// `messages.upsert` and `creds.update` events to keep that state current.
+///
+/// Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string,
+/// `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
+/// `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
+/// `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
+#[napi(
+  ts_generic_types = "T extends object",
+  ts_args_type = "sessionId: string, socket: T, options?: RegisterOptions",
+  ts_return_type = "T"
+)]
+pub fn register_socket(
+  env: Env,
+  session_id: JsAny,
+  socket: JsAny,
+  options: JsAny,
+) -> napi::Result<JsAny> {
+  finish(
+    &env,
+    register(env.raw(), session_id.0, socket.0, options.0).map(JsAny),
+  )
+}
+
+fn register(env: js::Env, id: Value, socket: Value, options: Value) -> JsResult<Value> {
+  const WHAT: &str = "registerSocket(sessionId, socket, options)";
+  let id = session_id_arg(env, id, WHAT)?;
+  if !js::is_object(env, socket) && !js::is_function(env, socket) {
+    return Err(
+      RegistryError::InvalidSocket(format!(
+        "{WHAT}: socket must be an object, got {}",
+        type_name(env, socket)
+      ))
+      .into(),
+    );
+  }
+  options_arg(env, options, WHAT)?;
+  let track = bool_option(env, options, c"track", true, WHAT)?;
+  let takeover = bool_option(env, options, c"takeover", false, WHAT)?;
+  register_checked(env, &id, socket, track, takeover)?;
+  Ok(socket)
+}
+
+/// Registers an already-checked socket. Shared by `registerSocket` and `createSocketWrapper`.
+fn register_checked(
+  env: js::Env,
+  id: &str,
+  socket: Value,
+  track: bool,
+  takeover: bool,
+) -> JsResult<()> {
+  handles::sync_pending(env);
+  let (env_key, thread_id) = env_identity()?;
+  // Refuse before touching anything when another thread owns the id.
+  if !takeover {
+    let mut owner = None;
+    table::for_one(id, |r| owner = Some((r.owner, r.state.thread_id)));
+    if let Some((owner, owner_thread)) = owner {
+      if owner != env_key {
+        return Err(
+          RegistryError::SessionOwnedByOtherThread {
+            session_id: id.to_owned(),
+            thread_id: owner_thread,
+          }
+          .into(),
+        );
+      }
+    }
+  }
+  // The old socket is let go before the new one is tracked. Letting go runs JS (ev.off,
+  // end), which may re-enter the registry; hence the loop.
+  release_local(env, id);
+  let registered = table::register(id, env_key, thread_id, track, takeover, js::now_ms())?;
+  if let Some((owner, generation)) = registered.previous {
+    if owner != env_key {
+      handles::revoke(owner, id, generation);
+    }
+  }
+  release_local(env, id);
+  let socket_ref = js::create_ref(env, socket)?;
+  let generation = registered.generation;
+  handles::with(|t| {
+    t.sockets.insert(
+      id.into(),
+      SocketEntry {
+        socket: socket_ref,
+        generation,
+        listeners: Vec::new(),
+      },
+    )
+  });
+  if track {
+    match tracking::attach(env, id, generation, socket) {
+      Ok(listeners) => {
+        // Attaching ran JS: keep the listeners only if this registration is still current.
+        let leftover = handles::with(|t| match t.sockets.get_mut(id) {
+          Some(e) if e.generation == generation => {
+            e.listeners = listeners;
+            None
+          }
+          _ => Some(listeners),
+        })
+        .flatten();
+        if let Some(listeners) = leftover {
+          tracking::detach(env, id, socket, listeners);
+        }
+      }
+      Err(reason) => {
+        let text = tracking::record_fault(id, "tracking disabled", &reason);
+        table::update(id, Some(generation), false, |r| {
+          ((), Some(r.state.mark_untracked(text)))
+        });
+      }
+    }
+  }
+  if events::wanted() {
+    if let Some(current) = table::get(id) {
+      events::emit(
+        id,
+        ChangeKind::Registered,
+        registered.previous_state,
+        Some(current),
+      );
+    }
+  }
+  Ok(())
+}
+
+/// Lets go of this thread's socket for `id`, if any (repeating if letting go re-registered).
+fn release_local(env: js::Env, id: &str) {
+  for _ in 0..16 {
+    match handles::with(|t| t.sockets.remove(id)).flatten() {
+      Some(entry) => tracking::release(env, id, entry),
+      None => return,
+    }
+  }
+}
+
+/// The socket registered under `sessionId` in this thread (the very same object), or `null`.
+#[napi(
+  ts_generic_types = "T = any",
+  ts_args_type = "sessionId: string",
+  ts_return_type = "T | null"
+)]
+pub fn get_socket(env: Env, session_id: JsAny) -> JsAny {
+  let env = env.raw();
+  handles::sync_pending(env);
+  let found = js::with_str_checked(env, session_id.0, |id| {
+    handles::with(|t| t.sockets.get(id).map(|e| e.socket)).flatten()
+  })
+  .flatten()
+  .and_then(|r| js::ref_value(env, r).ok());
+  JsAny(found.unwrap_or_else(|| js::null(env)))
+}
+
+/// Whether `sessionId` has a socket in this thread.
+#[napi(ts_args_type = "sessionId: string")]
+pub fn has_socket(env: Env, session_id: JsAny) -> bool {
+  let env = env.raw();
+  handles::sync_pending(env);
+  js::with_str_checked(env, session_id.0, |id| {
+    handles::with(|t| t.sockets.contains_key(id))
+  })
+  .flatten()
+  .unwrap_or(false)
+}
+
+/// How many sockets this thread has registered.
+#[napi]
+pub fn get_socket_count(env: Env) -> u32 {
+  handles::sync_pending(env.raw());
+  handles::with(|t| t.sockets.len() as u32).unwrap_or(0)
+}
+
+/// A new `Map` of sessionId → socket for this thread. It is a copy: changing it does not
+/// change the registry.
+#[napi(ts_generic_types = "T = any", ts_return_type = "Map<string, T>")]
+pub fn get_all_sockets(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, all_sockets(raw).map(JsAny))
+}
+
+fn all_sockets(env: js::Env) -> JsResult<Value> {
+  handles::sync_pending(env);
+  let ctor = js::get_named(env, js::global(env)?, c"Map")?;
+  let map = js::new_instance(env, ctor, &[])?;
+  let set = js::get_named(env, map, c"set")?;
+  let entries: Vec<(Box<str>, sys::napi_ref)> = handles::with(|t| {
+    t.sockets
+      .iter()
+      .map(|(k, e)| (k.clone(), e.socket))
+      .collect()
+  })
+  .unwrap_or_default();
+  let mut ordered: Vec<(u64, Box<str>, sys::napi_ref)> = entries
+    .into_iter()
+    .map(|(k, r)| (table::seq_of(&k).unwrap_or(u64::MAX), k, r))
+    .collect();
+  ordered.sort_by_key(|e| e.0);
+  for (_, id, r) in ordered {
+    let key = js::string(env, &id)?;
+    let socket = js::ref_value(env, r)?;
+    js::call(env, map, set, &[key, socket])?;
+  }
+  Ok(map)
+}
+
+/// Removes the socket and its state: the registry's listeners are removed, the socket is
+/// ended, and every reference the registry held to it is released. Returns whether there was
+/// one. An unknown id (or one owned by another thread) does nothing.
+#[napi(ts_args_type = "sessionId: string")]
+pub fn unregister_socket(env: Env, session_id: JsAny) -> bool {
+  let env = env.raw();
+  handles::sync_pending(env);
+  let Some(id) = js::get_string(env, session_id.0) else {
+    return false;
+  };
+  unregister(env, &id)
+}
+
+fn unregister(env: js::Env, id: &str) -> bool {
+  let Some(entry) = handles::with(|t| t.sockets.remove(id)).flatten() else {
+    return false;
+  };
+  let removed = table::remove(id, Some(entry.generation));
+  tracking::release(env, id, entry);
+  if let Some(record) = removed {
+    events::emit(id, ChangeKind::Removed, Some(record.state), None);
+  }
+  true
+}
+
+/// Unregisters every socket of this thread.
+#[napi]
+pub fn clear_all(env: Env) {
+  let env = env.raw();
+  handles::sync_pending(env);
+  // Bounded: a socket whose end() re-registers cannot keep this going forever.
+  for _ in 0..4 {
+    let ids: Vec<Box<str>> =
+      handles::with(|t| t.sockets.keys().cloned().collect()).unwrap_or_default();
+    if ids.is_empty() {
+      return;
+    }
+    for id in ids {
+      unregister(env, &id);
+    }
+  }
+}
+
+/// Merges every own key of `updates` into the session's state and sets `lastActivity` to now.
+/// Keys the registry does not know are kept (as JSON data). An unknown id does nothing.
+///
+/// Throws `ERR_INVALID_STATE_UPDATE` when `updates` is not an object,
+/// `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
+/// `error` a string/null/Error, `status` a known status or null; functions, symbols and
+/// bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
+/// `prototype` (at any depth), and `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets.
+/// Nothing is changed when it throws.
+#[napi(
+  ts_generic_types = "T extends Record<string, unknown> = Record<string, unknown>",
+  ts_args_type = "sessionId: string, updates: Partial<SessionStateUpdate> & T"
+)]
+pub fn update_session_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result<()> {
+  finish(&env, update_state(env.raw(), session_id.0, updates.0))
+}
+
+fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
+  let patch = convert::parse_patch(env, updates)?;
+  let Some(id) = js::get_string(env, id) else {
+    return Ok(());
+  };
+  let now = js::now_ms();
+  let applied = table::update(&id, None, events::wanted(), |r| {
+    ((), Some(r.state.apply_patch(patch, now)))
+  });
+  if let Some((before, after)) = applied.and_then(|a| a.change) {
+    events::emit(&id, ChangeKind::Status, Some(before), Some(after));
+  }
+  Ok(())
+}
+
+/// The session's state as a new plain object, or `null`. Answers for every thread.
+#[napi(
+  ts_generic_types = "T extends Record<string, unknown> = Record<string, unknown>",
+  ts_args_type = "sessionId: string",
+  ts_return_type = "(SessionState & T) | null"
+)]
+pub fn get_session_state(env: Env, session_id: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  let state = js::get_string(raw, session_id.0).and_then(|id| table::get(&id));
+  finish(
+    &env,
+    match state {
+      Some(s) => convert::state_to_js(raw, &s).map(JsAny),
+      None => Ok(JsAny(js::null(raw))),
+    },
+  )
+}
+
+/// Every session of the process as `{ [sessionId]: state }`.
+#[napi(ts_return_type = "Record<string, SessionState>")]
+pub fn get_all_sessions(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, all_sessions(raw).map(JsAny))
+}
+
+fn all_sessions(env: js::Env) -> JsResult<Value> {
+  let o = js::object(env)?;
+  for (id, state) in table::all() {
+    js::define_value(env, o, &id, convert::state_to_js(env, &state)?)?;
+  }
+  Ok(o)
+}
+
+/// Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
+/// `byStatus`, `idleAfterMs` and `socketFaults`.
+#[napi(ts_return_type = "RegistryStats")]
+pub fn get_stats(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, stats_to_js(raw).map(JsAny))
+}
+
+fn stats_to_js(env: js::Env) -> JsResult<Value> {
+  let idle_after = config::idle_after_ms();
+  let s = stats::collect(js::now_ms(), idle_after as f64);
+  let n = s.sessions.len();
+  let active = js::array(env, n)?;
+  let (inactive, errors, connected, disconnected) = (
+    js::array(env, 0)?,
+    js::array(env, 0)?,
+    js::array(env, 0)?,
+    js::array(env, 0)?,
+  );
+  let (mut ni, mut ne, mut nc, mut nd) = (0u32, 0u32, 0u32, 0u32);
+  let mut iso = [0u8; 24];
+  let k_session_id = js::string(env, "sessionId")?;
+  let k_created = js::string(env, "createdAt")?;
+  let k_last = js::string(env, "lastActivity")?;
+  let k_connected = js::string(env, "isConnected")?;
+  let k_error = js::string(env, "error")?;
+  let k_status = js::string(env, "status")?;
+  for (i, row) in s.sessions.iter().enumerate() {
+    let id = js::string(env, &row.session_id)?;
+    let o = js::object(env)?;
+    js::set_property(env, o, k_session_id, id)?;
+    let len = crate::state::write_iso(row.created_at, &mut iso);
+    js::set_property(env, o, k_created, js::latin1(env, &iso[..len])?)?;
+    let len = crate::state::write_iso(row.last_activity, &mut iso);
+    js::set_property(env, o, k_last, js::latin1(env, &iso[..len])?)?;
+    js::set_property(env, o, k_connected, js::boolean(env, row.is_connected)?)?;
+    let error = js::opt_string(env, row.error.as_deref())?;
+    js::set_property(env, o, k_error, error)?;
+    js::set_property(
+      env,
+      o,
+      k_status,
+      js::opt_string(env, row.status.map(Status::as_str))?,
+    )?;
+    js::set_element(env, active, i as u32, o)?;
+    if row.idle {
+      js::set_element(env, inactive, ni, id)?;
+      ni += 1;
+    }
+    if row.error.as_deref().is_some_and(|e| !e.is_empty()) {
+      let e = js::object(env)?;
+      js::set_property(env, e, k_session_id, id)?;
+      js::set_property(env, e, k_error, error)?;
+      js::set_element(env, errors, ne, e)?;
+      ne += 1;
+    }
+    if row.is_connected {
+      js::set_element(env, connected, nc, id)?;
+      nc += 1;
+    } else {
+      js::set_element(env, disconnected, nd, id)?;
+      nd += 1;
+    }
+  }
+  let o = js::object(env)?;
+  js::set_named(env, o, c"totalSessions", js::number(env, n as f64)?)?;
+  js::set_named(env, o, c"activeSessions", active)?;
+  js::set_named(env, o, c"inactiveSessions", inactive)?;
+  js::set_named(env, o, c"errorSessions", errors)?;
+  js::set_named(env, o, c"connectedSessions", connected)?;
+  js::set_named(env, o, c"disconnectedSessions", disconnected)?;
+  let by_status = js::object(env)?;
+  for (i, st) in Status::ALL.iter().enumerate() {
+    js::define_value(
+      env,
+      by_status,
+      st.as_str(),
+      js::number(env, s.by_status[i] as f64)?,
+    )?;
+  }
+  js::define_value(
+    env,
+    by_status,
+    "untracked",
+    js::number(env, s.by_status[Status::ALL.len()] as f64)?,
+  )?;
+  js::set_named(env, o, c"byStatus", by_status)?;
+  js::set_named(env, o, c"idleAfterMs", js::number(env, idle_after as f64)?)?;
+  let (count, last) = tracking::faults();
+  let faults = js::object(env)?;
+  js::set_named(env, faults, c"count", js::number(env, count as f64)?)?;
+  js::set_named(env, faults, c"last", js::opt_string(env, last.as_deref())?)?;
+  js::set_named(env, o, c"socketFaults", faults)?;
+  Ok(o)
+}
+
+/// Wraps Baileys' `makeWASocket`: the returned function takes the usual socket config plus
+/// `sessionId` (or `auth.sessionId`), creates the socket, registers it (tracked), sets
+/// `socket._sessionId` and returns it. Without a session id it throws
+/// `ERR_MISSING_SESSION_ID`; a `makeWASocket` that is not a function throws
+/// `ERR_INVALID_FACTORY`.
+#[napi(
+  ts_generic_types = "C extends object, S extends object",
+  ts_args_type = "makeWASocket: (config: C) => S",
+  ts_return_type = "(config: C & SocketWrapperConfig) => S"
+)]
+pub fn create_socket_wrapper(env: Env, make_wa_socket: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, socket_wrapper(raw, make_wa_socket.0).map(JsAny))
+}
+
+fn socket_wrapper(env: js::Env, factory: Value) -> JsResult<Value> {
+  if !js::is_function(env, factory) {
+    return Err(
+      RegistryError::InvalidFactory(format!(
+        "createSocketWrapper(makeWASocket): makeWASocket must be a function, got {}",
+        type_name(env, factory)
+      ))
+      .into(),
+    );
+  }
+  // The wrapper is a native function bound to the factory: the binding (not the registry)
+  // holds the factory, so it is collected with the wrapper.
+  let native = js::function(
+    env,
+    "createBaileysSocket",
+    Some(wrapped_make_socket),
+    ptr::null_mut(),
+  )?;
+  js::call_method(env, native, c"bind", &[js::undefined(env), factory])
+}
+
+unsafe extern "C" fn wrapped_make_socket(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let mut argc = 2usize;
+  let mut argv = [ptr::null_mut(); 2];
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok {
+    return ptr::null_mut();
+  }
+  let undefined = js::undefined(env);
+  let factory = if argc > 0 { argv[0] } else { undefined };
+  let config = if argc > 1 { argv[1] } else { undefined };
+  match make_and_register(env, factory, config) {
+    Ok(v) => v,
+    Err(f) => {
+      js::throw_fail(env, f);
+      ptr::null_mut()
+    }
+  }
+}
+
+fn config_session_id(env: js::Env, config: Value) -> JsResult<Option<String>> {
+  if !js::is_object(env, config) {
+    return Ok(None);
+  }
+  let direct = js::get_named(env, config, c"sessionId")?;
+  if let Some(id) = js::get_string(env, direct).filter(|s| !s.is_empty()) {
+    return Ok(Some(id));
+  }
+  let auth = js::get_named(env, config, c"auth")?;
+  if js::is_object(env, auth) {
+    let nested = js::get_named(env, auth, c"sessionId")?;
+    return Ok(js::get_string(env, nested).filter(|s| !s.is_empty()));
+  }
+  Ok(None)
+}
+
+fn make_and_register(env: js::Env, factory: Value, config: Value) -> JsResult<Value> {
+  let Some(id) = config_session_id(env, config)? else {
+    return Err(
+      RegistryError::MissingSessionId(
+        "the socket wrapper needs config.sessionId (or config.auth.sessionId): a non-empty string naming the session".into(),
+      )
+      .into(),
+    );
+  };
+  let socket = js::call(env, js::undefined(env), factory, &[config])?;
+  if !js::is_object(env, socket) {
+    return Err(
+      RegistryError::InvalidSocket(format!(
+        "makeWASocket returned {}, not a socket object",
+        type_name(env, socket)
+      ))
+      .into(),
+    );
+  }
+  register_checked(env, &id, socket, true, false)?;
+  js::set_named(env, socket, c"_sessionId", js::string(env, &id)?)?;
+  Ok(socket)
+}
+
+/// Changes process-wide settings and returns them all. Throws `ERR_INVALID_OPTIONS` for a
+/// value that is not a number of milliseconds >= 1.
+#[napi(
+  ts_args_type = "options?: RegistryConfig",
+  ts_return_type = "Required<RegistryConfig>"
+)]
+pub fn configure(env: Env, options: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, configure_js(raw, options.0).map(JsAny))
+}
+
+fn configure_js(env: js::Env, options: Value) -> JsResult<Value> {
+  options_arg(env, options, "configure(options)")?;
+  let read = |key: &std::ffi::CStr| -> JsResult<Option<u64>> {
+    if js::is_nullish(env, options) {
+      return Ok(None);
+    }
+    let v = js::get_named(env, options, key)?;
+    if js::type_of(env, v) == Vt::napi_undefined {
+      return Ok(None);
+    }
+    let name = key.to_string_lossy();
+    let n = js::get_number(env, v).ok_or_else(|| {
+      RegistryError::InvalidOptions(format!("configure: {name} must be a number"))
+    })?;
+    Ok(Some(config::check_ms(&name, n)?))
+  };
+  let idle = read(c"idleAfterMs")?;
+  let stuck = read(c"stuckAfterMs")?;
+  config::set(idle, stuck);
+  events::ensure_health_task();
+  let o = js::object(env)?;
+  js::set_named(
+    env,
+    o,
+    c"idleAfterMs",
+    js::number(env, config::idle_after_ms() as f64)?,
+  )?;
+  js::set_named(
+    env,
+    o,
+    c"stuckAfterMs",
+    js::number(env, config::stuck_after_ms() as f64)?,
+  )?;
+  Ok(o)
+}
+
+/// Calls `listener` with `{ sessionId, type, previous, current, threadId }` on each
+/// registration, each removal, each change of a session's `status` or `isConnected`, and when
+/// a session is stuck in `connecting` — for sessions of every thread. Listeners run on the
+/// thread that subscribed, after the change (never inside the call that made it). A listener
+/// that throws is reported with `process.emitWarning` and does not stop the others. The
+/// subscription does not keep the process alive. Returns a function that unsubscribes.
+#[napi(
+  ts_args_type = "listener: (event: StateChangeEvent) => void",
+  ts_return_type = "() => boolean"
+)]
+pub fn on_state_change(env: Env, listener: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, subscribe(raw, listener.0).map(JsAny))
+}
+
+fn subscribe(env: js::Env, listener: Value) -> JsResult<Value> {
+  if !js::is_function(env, listener) {
+    return Err(
+      RegistryError::InvalidListener(format!(
+        "onStateChange(listener): listener must be a function, got {}",
+        type_name(env, listener)
+      ))
+      .into(),
+    );
+  }
+  let (env_key, _) = env_identity()?;
+  let id = events::subscribe(env, env_key, listener)?;
+  let native = js::function(env, "unsubscribe", Some(unsubscribe_cb), ptr::null_mut())?;
+  js::call_method(
+    env,
+    native,
+    c"bind",
+    &[js::undefined(env), js::number(env, id as f64)?],
+  )
+}
+
+unsafe extern "C" fn unsubscribe_cb(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let mut argc = 1usize;
+  let mut argv = [ptr::null_mut(); 1];
+  unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  let removed =
+    argc > 0 && js::get_number(env, argv[0]).is_some_and(|id| events::unsubscribe(id as u64));
+  js::boolean(env, removed).unwrap_or(ptr::null_mut())
+}
+
+/// Resolves with the session's state when it reaches `status` (at once if it already has it).
+/// Rejects with `ERR_WAIT_TIMEOUT` after `timeoutMs`, `ERR_SESSION_REMOVED` if the session is
+/// removed meanwhile, `ERR_STATE_UNREACHABLE` when it reaches a status from which the wanted
+/// one cannot follow (`loggedOut`), and `ERR_SESSION_NOT_FOUND` for an unknown id.
+#[napi(
+  ts_args_type = "sessionId: string, status: SessionStatus, options?: WaitOptions",
+  ts_return_type = "Promise<SessionState>"
+)]
+pub fn wait_for_state(
+  env: Env,
+  session_id: JsAny,
+  status: JsAny,
+  options: JsAny,
+) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(
+    &env,
+    wait_js(raw, session_id.0, status.0, options.0).map(JsAny),
+  )
+}
+
+fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<Value> {
+  const WHAT: &str = "waitForState(sessionId, status, options)";
+  let id = session_id_arg(env, id, WHAT)?;
+  let wanted = js::get_string(env, status)
+    .and_then(|s| Status::parse(&s))
+    .ok_or_else(|| {
+      Fail::Registry(RegistryError::InvalidOptions(format!(
+        "{WHAT}: status must be one of {}",
+        Status::ALL.map(|s| format!("'{}'", s.as_str())).join(", ")
+      )))
+    })?;
+  options_arg(env, options, WHAT)?;
+  let timeout = if js::is_nullish(env, options) {
+    None
+  } else {
+    let v = js::get_named(env, options, c"timeoutMs")?;
+    if js::is_nullish(env, v) {
+      None
+    } else {
+      let n = js::get_number(env, v)
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| {
+          Fail::Registry(RegistryError::InvalidOptions(format!(
+            "{WHAT}: options.timeoutMs must be a number >= 0"
+          )))
+        })?;
+      Some(n as u64)
+    }
+  };
+  // Listen first, then look: a change between the two cannot be missed.
+  let rx = events::waiter();
+  let first = match table::get(&id) {
+    None => Some(Err(RegistryError::SessionNotFound(id.clone()))),
+    Some(state) => judge(&id, wanted, state),
+  };
+  if let Some(result) = first {
+    return promise::settled(env, result.map(|s| Outcome::State(Box::new(s))));
+  }
+  promise::spawn(env, wait_for(id, wanted, rx, timeout))
+}
+
+/// `Some` when the state settles the wait.
+fn judge(
+  id: &str,
+  wanted: Status,
+  state: SessionState,
+) -> Option<Result<SessionState, RegistryError>> {
+  match state.status {
+    Some(s) if s == wanted => Some(Ok(state)),
+    Some(s) if !s.can_lead_to(wanted) => Some(Err(RegistryError::StateUnreachable {
+      session_id: id.to_owned(),
+      wanted: wanted.as_str().into(),
+      reached: s.as_str().into(),
+    })),
+    _ => None,
+  }
+}
+
+async fn wait_for(
+  id: String,
+  wanted: Status,
+  mut rx: tokio::sync::broadcast::Receiver<Arc<StateChange>>,
+  timeout_ms: Option<u64>,
+) -> Result<Outcome, RegistryError> {
+  use tokio::sync::broadcast::error::RecvError;
+  let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+  loop {
+    let next = match deadline {
+      Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+        Ok(n) => n,
+        Err(_) => {
+          return Err(RegistryError::WaitTimeout {
+            session_id: id,
+            status: wanted.as_str().into(),
+            timeout_ms: timeout_ms.unwrap_or(0),
+          })
+        }
+      },
+      None => rx.recv().await,
+    };
+    let state = match next {
+      Ok(change) if change.session_id == id => match (change.kind, &change.current) {
+        (ChangeKind::Removed, _) | (_, None) => return Err(RegistryError::SessionRemoved(id)),
+        (_, Some(s)) => s.clone(),
+      },
+      Ok(_) => continue,
+      // Fell behind a burst of changes: look at the table instead.
+      Err(RecvError::Lagged(_)) => match table::get(&id) {
+        Some(s) => s,
+        None => return Err(RegistryError::SessionRemoved(id)),
+      },
+      Err(RecvError::Closed) => {
+        return Err(RegistryError::Internal("the event channel closed".into()))
+      }
+    };
+    if let Some(result) = judge(&id, wanted, state) {
+      return result.map(|s| Outcome::State(Box::new(s)));
+    }
+  }
+}
+
+fn path_arg(env: js::Env, v: Value, what: &str) -> JsResult<PathBuf> {
+  js::get_string(env, v)
+    .filter(|p| !p.is_empty())
+    .map(PathBuf::from)
+    .ok_or_else(|| {
+      RegistryError::InvalidOptions(format!("{what}: path must be a non-empty string")).into()
+    })
+}
+
+/// Writes every session of the process (ids, `me`, times, counters, custom keys; never a QR
+/// code or a socket) to `path` as JSON with a `version` field. The write is atomic: a
+/// temporary file in the same directory, readable by its owner only, flushed to disk and
+/// renamed over `path`; on failure the previous file is left as it was and the promise
+/// rejects with `ERR_SNAPSHOT_IO`.
+#[napi(
+  ts_args_type = "path: string",
+  ts_return_type = "Promise<SnapshotInfo>"
+)]
+pub fn save_snapshot(env: Env, path: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, save_js(raw, path.0).map(JsAny))
+}
+
+fn save_js(env: js::Env, path: Value) -> JsResult<Value> {
+  let path = path_arg(env, path, "saveSnapshot(path)")?;
+  let saved_at = js::now_ms();
+  let sessions: Vec<SavedSession> = table::all()
+    .iter()
+    .map(|(id, s)| SavedSession::from_state(id, s))
+    .collect();
+  let count = sessions.len();
+  promise::spawn(env, async move {
+    let bytes = snapshot::encode(saved_at, sessions)?;
+    let target = path.clone();
+    napi::bindgen_prelude::spawn_blocking(move || snapshot::write_atomic(&target, &bytes))
+      .await
+      .map_err(|e| RegistryError::Internal(e.to_string()))??;
+    Ok(Outcome::Saved {
+      path: path.to_string_lossy().into_owned(),
+      sessions: count,
+      saved_at,
+    })
+  })
+}
+
+/// Reads a snapshot written by [`saveSnapshot`] and resolves with its sessions. It changes
+/// nothing in the registry (it does not invent sockets): the bot re-creates its sockets from
+/// the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO`,
+/// `ERR_SNAPSHOT_CORRUPT` (truncated or malformed) or `ERR_SNAPSHOT_VERSION`.
+#[napi(
+  ts_args_type = "path: string",
+  ts_return_type = "Promise<SavedSession[]>"
+)]
+pub fn load_snapshot(env: Env, path: JsAny) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, load_js(raw, path.0).map(JsAny))
+}
+
+fn load_js(env: js::Env, path: Value) -> JsResult<Value> {
+  let path = path_arg(env, path, "loadSnapshot(path)")?;
+  promise::spawn(env, async move {
+    let file = napi::bindgen_prelude::spawn_blocking(move || snapshot::read(&path))
+      .await
+      .map_err(|e| RegistryError::Internal(e.to_string()))??;
+    Ok(Outcome::Sessions(file.sessions))
+  })
+}
+
+/// Sets up this environment (main thread or worker) when the addon loads.
+#[napi(module_exports)]
+pub fn init(env: Env) -> napi::Result<()> {
+  let raw = env.raw();
+  handles::set_hooks(tracking::release, teardown_env);
+  let thread_id = current_thread_id(raw);
+  finish(&env, handles::init_env(raw, thread_id))
+}
+
+/// `worker_threads.threadId` of this environment (0 on the main thread).
+fn current_thread_id(env: js::Env) -> u32 {
+  let read = || -> JsResult<u32> {
+    let process = js::get_named(env, js::global(env)?, c"process")?;
+    let name = js::string(env, "worker_threads")?;
+    let wt = js::call_method(env, process, c"getBuiltinModule", &[name])?;
+    let id = js::get_named(env, wt, c"threadId")?;
+    Ok(js::get_number(env, id).unwrap_or(0.0) as u32)
+  };
+  read().unwrap_or_else(|_| {
+    js::take_exception(env);
+    0
+  })
+}
+
+/// An environment is going away: its sessions leave the process-wide table.
+fn teardown_env(env_key: table::EnvKey) {
+  for (id, record) in table::remove_owned_by(env_key) {
+    events::emit(&id, ChangeKind::Removed, Some(record.state), None);
+  }
+  events::remove_env(env_key);
+}

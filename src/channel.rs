@@ -1,0 +1,160 @@
+//! A channel into one JS thread, over a Node-API thread-safe function.
+//!
+//! Why not napi-rs's `ThreadsafeFunction`: a subscriber's listener may throw, and the registry
+//! must catch that itself (an exception left pending in a thread-safe call ends the process).
+//! The channel survives its environment: when the environment is torn down Node finalizes the
+//! thread-safe function, the finalizer marks the channel closed under its lock, and later
+//! `send`s from other threads return `false` instead of touching freed memory.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::{Arc, Mutex, Weak};
+
+use napi::sys;
+
+use crate::js::{self, Env, JsResult, Value};
+
+/// What runs on the JS thread for each message. `callback` is the JS function the channel
+/// was made with (null when it was made without one).
+pub type Deliver<T> = fn(env: Env, callback: Value, message: T);
+
+struct RawTsfn(sys::napi_threadsafe_function);
+// The handle is used only under the channel's lock, and Node-API allows calling and
+// releasing a thread-safe function from any thread.
+unsafe impl Send for RawTsfn {}
+
+pub struct Channel<T: Send + 'static> {
+  tsfn: Mutex<Option<RawTsfn>>,
+  _message: PhantomData<fn(T)>,
+}
+
+struct Context<T: Send + 'static> {
+  deliver: Deliver<T>,
+  channel: Weak<Channel<T>>,
+}
+
+unsafe extern "C" fn call_js<T: Send + 'static>(
+  env: Env,
+  callback: Value,
+  context: *mut c_void,
+  data: *mut c_void,
+) {
+  if data.is_null() {
+    return;
+  }
+  let message = unsafe { Box::from_raw(data.cast::<T>()) };
+  // A null env means the environment is going away: only free the message.
+  if env.is_null() || context.is_null() {
+    return;
+  }
+  let context = unsafe { &*context.cast::<Context<T>>() };
+  (context.deliver)(env, callback, *message);
+  // Never leave an exception pending here: Node would treat it as uncaught.
+  js::take_exception(env);
+}
+
+unsafe extern "C" fn finalize<T: Send + 'static>(
+  _env: Env,
+  finalize_data: *mut c_void,
+  _hint: *mut c_void,
+) {
+  if finalize_data.is_null() {
+    return;
+  }
+  let context = unsafe { Box::from_raw(finalize_data.cast::<Context<T>>()) };
+  if let Some(channel) = context.channel.upgrade() {
+    if let Ok(mut slot) = channel.tsfn.lock() {
+      *slot = None;
+    }
+  }
+}
+
+impl<T: Send + 'static> Channel<T> {
+  /// Makes a channel into the current thread. A `weak` channel does not keep the event loop
+  /// alive; a strong one does until it is closed.
+  pub fn new(
+    env: Env,
+    callback: Option<Value>,
+    deliver: Deliver<T>,
+    weak: bool,
+  ) -> JsResult<Arc<Self>> {
+    let channel = Arc::new(Channel {
+      tsfn: Mutex::new(None),
+      _message: PhantomData,
+    });
+    let context = Box::into_raw(Box::new(Context {
+      deliver,
+      channel: Arc::downgrade(&channel),
+    }));
+    let name = js::string(env, "baileys-socket-registry")?;
+    let mut tsfn = ptr::null_mut();
+    let status = unsafe {
+      sys::napi_create_threadsafe_function(
+        env,
+        callback.unwrap_or(ptr::null_mut()),
+        ptr::null_mut(),
+        name,
+        0,
+        1,
+        context.cast(),
+        Some(finalize::<T>),
+        context.cast(),
+        Some(call_js::<T>),
+        &mut tsfn,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      drop(unsafe { Box::from_raw(context) });
+      return Err(js::Fail::Js);
+    }
+    if weak {
+      unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
+    }
+    *channel.tsfn.lock().unwrap_or_else(|p| p.into_inner()) = Some(RawTsfn(tsfn));
+    Ok(channel)
+  }
+
+  /// Queues `message` for the JS thread. `false` when the channel is closed.
+  pub fn send(&self, message: T) -> bool {
+    let slot = self.tsfn.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(tsfn) = slot.as_ref() else {
+      return false;
+    };
+    let data = Box::into_raw(Box::new(message));
+    let status = unsafe {
+      sys::napi_call_threadsafe_function(
+        tsfn.0,
+        data.cast(),
+        sys::ThreadsafeFunctionCallMode::nonblocking,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      drop(unsafe { Box::from_raw(data) });
+      return false;
+    }
+    true
+  }
+
+  /// Closes the channel: messages not yet delivered are dropped.
+  pub fn close(&self) {
+    let taken = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(tsfn) = taken {
+      unsafe {
+        sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::abort)
+      };
+    }
+  }
+
+  /// Sends one last message, then lets the channel finish once it is delivered.
+  pub fn send_last(&self, message: T) -> bool {
+    let sent = self.send(message);
+    let taken = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(tsfn) = taken {
+      unsafe {
+        sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::release)
+      };
+    }
+    sent
+  }
+}

@@ -1,0 +1,184 @@
+//! Every error the registry reports, with its stable `code`.
+//!
+//! The codes are part of the public API: a bot matches on `err.code`, never on the message.
+//! The `#[napi]` layer turns a [`RegistryError`] into a JS `Error` (or `TypeError` when the
+//! caller passed a value of the wrong type) in one place, `js::throw_registry_error`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+  /// The session id is not a non-empty string.
+  InvalidSessionId(String),
+  /// The socket is not an object.
+  InvalidSocket(String),
+  /// An options object (register, configure, waitForState) is malformed.
+  InvalidOptions(String),
+  /// `updateSessionState` got something other than a plain object.
+  InvalidStateUpdate(String),
+  /// A value in a state update has the wrong type for its key, or cannot be stored as data.
+  InvalidStateValue(String),
+  /// A key that could change an object's prototype (`__proto__`, `constructor`, `prototype`).
+  ForbiddenStateKey(String),
+  /// A key only the registry itself may set (`threadId`, `connects`, ...).
+  ReadOnlyStateKey(String),
+  /// Another thread owns the session and `takeover` was not asked for.
+  SessionOwnedByOtherThread { session_id: String, thread_id: u32 },
+  /// `createSocketWrapper`'s function was called without `config.sessionId`.
+  MissingSessionId(String),
+  /// `makeWASocket` passed to `createSocketWrapper` is not a function.
+  InvalidFactory(String),
+  /// `onStateChange` got something other than a function.
+  InvalidListener(String),
+  /// The session does not exist.
+  SessionNotFound(String),
+  /// `waitForState` ran out of time.
+  WaitTimeout {
+    session_id: String,
+    status: String,
+    timeout_ms: u64,
+  },
+  /// The session was removed while `waitForState` was waiting on it.
+  SessionRemoved(String),
+  /// The session reached a status from which the awaited one cannot follow.
+  StateUnreachable {
+    session_id: String,
+    wanted: String,
+    reached: String,
+  },
+  /// The snapshot file does not exist.
+  SnapshotNotFound(String),
+  /// A snapshot file could not be read or written.
+  SnapshotIo(String),
+  /// A snapshot file is not valid JSON of the expected shape.
+  SnapshotCorrupt(String),
+  /// A snapshot file has a `version` this build does not know.
+  SnapshotVersion(String),
+  /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
+  Internal(String),
+}
+
+impl RegistryError {
+  /// The stable code put on the JS error as `err.code`.
+  pub fn code(&self) -> &'static str {
+    match self {
+      Self::InvalidSessionId(_) => "ERR_INVALID_SESSION_ID",
+      Self::InvalidSocket(_) => "ERR_INVALID_SOCKET",
+      Self::InvalidOptions(_) => "ERR_INVALID_OPTIONS",
+      Self::InvalidStateUpdate(_) => "ERR_INVALID_STATE_UPDATE",
+      Self::InvalidStateValue(_) => "ERR_INVALID_STATE_VALUE",
+      Self::ForbiddenStateKey(_) => "ERR_FORBIDDEN_STATE_KEY",
+      Self::ReadOnlyStateKey(_) => "ERR_READ_ONLY_STATE_KEY",
+      Self::SessionOwnedByOtherThread { .. } => "ERR_SESSION_OWNED_BY_OTHER_THREAD",
+      Self::MissingSessionId(_) => "ERR_MISSING_SESSION_ID",
+      Self::InvalidFactory(_) => "ERR_INVALID_FACTORY",
+      Self::InvalidListener(_) => "ERR_INVALID_LISTENER",
+      Self::SessionNotFound(_) => "ERR_SESSION_NOT_FOUND",
+      Self::WaitTimeout { .. } => "ERR_WAIT_TIMEOUT",
+      Self::SessionRemoved(_) => "ERR_SESSION_REMOVED",
+      Self::StateUnreachable { .. } => "ERR_STATE_UNREACHABLE",
+      Self::SnapshotNotFound(_) => "ERR_SNAPSHOT_NOT_FOUND",
+      Self::SnapshotIo(_) => "ERR_SNAPSHOT_IO",
+      Self::SnapshotCorrupt(_) => "ERR_SNAPSHOT_CORRUPT",
+      Self::SnapshotVersion(_) => "ERR_SNAPSHOT_VERSION",
+      Self::Internal(_) => "ERR_INTERNAL",
+    }
+  }
+
+  /// Whether JS should see a `TypeError`: the caller passed a value of the wrong type.
+  pub fn is_type_error(&self) -> bool {
+    matches!(
+      self,
+      Self::InvalidSessionId(_)
+        | Self::InvalidSocket(_)
+        | Self::InvalidOptions(_)
+        | Self::InvalidStateUpdate(_)
+        | Self::InvalidStateValue(_)
+        | Self::ForbiddenStateKey(_)
+        | Self::ReadOnlyStateKey(_)
+        | Self::MissingSessionId(_)
+        | Self::InvalidFactory(_)
+        | Self::InvalidListener(_)
+    )
+  }
+}
+
+impl fmt::Display for RegistryError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Self::InvalidSessionId(m)
+      | Self::InvalidSocket(m)
+      | Self::InvalidOptions(m)
+      | Self::InvalidStateUpdate(m)
+      | Self::InvalidStateValue(m)
+      | Self::ForbiddenStateKey(m)
+      | Self::ReadOnlyStateKey(m)
+      | Self::MissingSessionId(m)
+      | Self::InvalidFactory(m)
+      | Self::InvalidListener(m)
+      | Self::SnapshotNotFound(m)
+      | Self::SnapshotIo(m)
+      | Self::SnapshotCorrupt(m)
+      | Self::SnapshotVersion(m)
+      | Self::Internal(m) => f.write_str(m),
+      Self::SessionOwnedByOtherThread {
+        session_id,
+        thread_id,
+      } => write!(
+        f,
+        "session '{session_id}' is owned by thread {thread_id}; pass {{ takeover: true }} to move it to this thread"
+      ),
+      Self::SessionNotFound(id) => write!(f, "no session registered under '{id}'"),
+      Self::WaitTimeout {
+        session_id,
+        status,
+        timeout_ms,
+      } => write!(
+        f,
+        "session '{session_id}' did not reach status '{status}' within {timeout_ms} ms"
+      ),
+      Self::SessionRemoved(id) => write!(f, "session '{id}' was removed while waiting for it"),
+      Self::StateUnreachable {
+        session_id,
+        wanted,
+        reached,
+      } => write!(
+        f,
+        "session '{session_id}' reached status '{reached}', from which '{wanted}' cannot follow"
+      ),
+    }
+  }
+}
+
+impl std::error::Error for RegistryError {}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn codes_are_stable_and_prefixed() {
+    let all = [
+      RegistryError::InvalidSessionId(String::new()),
+      RegistryError::InvalidSocket(String::new()),
+      RegistryError::SessionNotFound("a".into()),
+      RegistryError::SnapshotVersion(String::new()),
+    ];
+    for e in &all {
+      assert!(e.code().starts_with("ERR_"), "{}", e.code());
+    }
+    assert_eq!(all[0].code(), "ERR_INVALID_SESSION_ID");
+    assert!(all[0].is_type_error());
+    assert!(!all[2].is_type_error());
+  }
+
+  #[test]
+  fn messages_name_the_session() {
+    let e = RegistryError::SessionOwnedByOtherThread {
+      session_id: "user_1".into(),
+      thread_id: 3,
+    };
+    let text = e.to_string();
+    assert!(text.contains("user_1") && text.contains("thread 3") && text.contains("takeover"));
+  }
+}

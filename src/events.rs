@@ -1,0 +1,232 @@
+//! Lifecycle events: `onStateChange` subscribers in every thread, `waitForState`, and the
+//! health timer that reports sessions stuck in `connecting`.
+//!
+//! A change is emitted once, from whichever thread made it, and delivered to each subscriber
+//! on the subscriber's own thread through a weak channel (so subscriptions never keep a
+//! process alive). Waiters (`waitForState`) listen on a Tokio broadcast channel instead.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::channel::Channel;
+use crate::config;
+use crate::convert;
+use crate::js::{self, Env, JsResult, Value};
+use crate::state::SessionState;
+use crate::table::{self, EnvKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+  Registered,
+  Status,
+  Removed,
+  Stuck,
+}
+
+impl ChangeKind {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      ChangeKind::Registered => "registered",
+      ChangeKind::Status => "status",
+      ChangeKind::Removed => "removed",
+      ChangeKind::Stuck => "stuck",
+    }
+  }
+}
+
+#[derive(Debug)]
+pub struct StateChange {
+  pub session_id: String,
+  pub kind: ChangeKind,
+  pub previous: Option<SessionState>,
+  pub current: Option<SessionState>,
+}
+
+impl StateChange {
+  pub fn thread_id(&self) -> u32 {
+    self
+      .current
+      .as_ref()
+      .or(self.previous.as_ref())
+      .map(|s| s.thread_id)
+      .unwrap_or(0)
+  }
+}
+
+struct Subscriber {
+  id: u64,
+  env: EnvKey,
+  channel: Arc<Channel<Arc<StateChange>>>,
+}
+
+static SUBSCRIBERS: RwLock<Vec<Subscriber>> = RwLock::new(Vec::new());
+static SUBSCRIBER_COUNT: AtomicUsize = AtomicUsize::new(0);
+static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
+static BROADCAST: LazyLock<broadcast::Sender<Arc<StateChange>>> =
+  LazyLock::new(|| broadcast::channel(4096).0);
+
+/// Whether anyone listens; when nobody does, changes are not copied.
+#[inline]
+pub fn wanted() -> bool {
+  SUBSCRIBER_COUNT.load(Ordering::Relaxed) > 0 || BROADCAST.receiver_count() > 0
+}
+
+pub fn emit(
+  session_id: &str,
+  kind: ChangeKind,
+  previous: Option<SessionState>,
+  current: Option<SessionState>,
+) {
+  if !wanted() {
+    return;
+  }
+  let change = Arc::new(StateChange {
+    session_id: session_id.to_owned(),
+    kind,
+    previous,
+    current,
+  });
+  for s in SUBSCRIBERS.read().unwrap_or_else(|p| p.into_inner()).iter() {
+    s.channel.send(change.clone());
+  }
+  let _ = BROADCAST.send(change);
+}
+
+fn deliver(env: Env, listener: Value, change: Arc<StateChange>) {
+  let event = match change_to_js(env, &change) {
+    Ok(v) => v,
+    Err(_) => {
+      js::take_exception(env);
+      return;
+    }
+  };
+  if js::call(env, js::undefined(env), listener, &[event]).is_err() {
+    // A throwing listener must not stop the others nor crash the process: report it as a
+    // process warning, which is where Node reports other non-fatal problems.
+    if let Some(message) = js::take_exception(env) {
+      warn(env, &format!("an onStateChange listener threw: {message}"));
+    }
+  }
+}
+
+fn warn(env: Env, message: &str) {
+  let sent = (|| -> JsResult<()> {
+    let process = js::get_named(env, js::global(env)?, c"process")?;
+    let text = js::string(env, message)?;
+    let kind = js::string(env, "BaileysSocketRegistryWarning")?;
+    js::call_method(env, process, c"emitWarning", &[text, kind])?;
+    Ok(())
+  })();
+  if sent.is_err() {
+    js::take_exception(env);
+  }
+}
+
+pub fn change_to_js(env: Env, change: &StateChange) -> JsResult<Value> {
+  let o = js::object(env)?;
+  js::set_named(env, o, c"sessionId", js::string(env, &change.session_id)?)?;
+  js::set_named(env, o, c"type", js::string(env, change.kind.as_str())?)?;
+  let state = |s: &Option<SessionState>| match s {
+    Some(s) => convert::state_to_js(env, s),
+    None => Ok(js::null(env)),
+  };
+  js::set_named(env, o, c"previous", state(&change.previous)?)?;
+  js::set_named(env, o, c"current", state(&change.current)?)?;
+  js::set_named(
+    env,
+    o,
+    c"threadId",
+    js::number(env, f64::from(change.thread_id()))?,
+  )?;
+  Ok(o)
+}
+
+/// Subscribes `listener` (a function) in this environment. Returns the subscription id.
+pub fn subscribe(env: Env, env_key: EnvKey, listener: Value) -> JsResult<u64> {
+  let channel = Channel::new(env, Some(listener), deliver, true)?;
+  let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+  let mut subs = SUBSCRIBERS.write().unwrap_or_else(|p| p.into_inner());
+  subs.push(Subscriber {
+    id,
+    env: env_key,
+    channel,
+  });
+  SUBSCRIBER_COUNT.store(subs.len(), Ordering::Relaxed);
+  ensure_health_task();
+  Ok(id)
+}
+
+/// Ends a subscription. Returns whether it existed.
+pub fn unsubscribe(id: u64) -> bool {
+  let removed = {
+    let mut subs = SUBSCRIBERS.write().unwrap_or_else(|p| p.into_inner());
+    let before = subs.len();
+    let mut gone = Vec::new();
+    subs.retain(|s| {
+      if s.id == id {
+        gone.push(s.channel.clone());
+        false
+      } else {
+        true
+      }
+    });
+    SUBSCRIBER_COUNT.store(subs.len(), Ordering::Relaxed);
+    (before != subs.len()).then_some(gone)
+  };
+  match removed {
+    Some(gone) => {
+      for c in gone {
+        c.close();
+      }
+      true
+    }
+    None => false,
+  }
+}
+
+/// Forgets the subscriptions of an environment that went away (Node already finalized their
+/// channels).
+pub fn remove_env(env_key: EnvKey) {
+  let mut subs = SUBSCRIBERS.write().unwrap_or_else(|p| p.into_inner());
+  subs.retain(|s| s.env != env_key);
+  SUBSCRIBER_COUNT.store(subs.len(), Ordering::Relaxed);
+}
+
+/// Subscribes a waiter before it looks at the current state, so no change slips between.
+pub fn waiter() -> broadcast::Receiver<Arc<StateChange>> {
+  BROADCAST.subscribe()
+}
+
+static HEALTH_RUNNING: AtomicBool = AtomicBool::new(false);
+
+struct HealthGuard;
+impl Drop for HealthGuard {
+  fn drop(&mut self) {
+    HEALTH_RUNNING.store(false, Ordering::SeqCst);
+  }
+}
+
+/// Starts the health timer on the Tokio runtime if it is not running. It holds no JS handle
+/// and does not keep the event loop alive; it ends with the runtime.
+pub fn ensure_health_task() {
+  if HEALTH_RUNNING.swap(true, Ordering::SeqCst) {
+    return;
+  }
+  napi::bindgen_prelude::spawn(async {
+    let _guard = HealthGuard;
+    loop {
+      let stuck_after = config::stuck_after_ms();
+      let tick = (stuck_after / 4).clamp(10, 1000);
+      tokio::time::sleep(Duration::from_millis(tick)).await;
+      if !wanted() {
+        continue;
+      }
+      for (id, state) in table::take_newly_stuck(js::now_ms(), stuck_after as f64) {
+        emit(&id, ChangeKind::Stuck, Some(state.clone()), Some(state));
+      }
+    }
+  });
+}

@@ -1,0 +1,401 @@
+//! Small safe-ish wrappers over raw Node-API calls, used by the JS-facing modules.
+//!
+//! All functions here must be called on the JS thread of `env`. A failed Node-API call is
+//! reported as [`Fail::Js`]: usually a JS exception is pending (a getter or a socket method
+//! threw), which the caller either clears (socket faults) or lets propagate (API calls).
+
+use std::ffi::CStr;
+use std::ptr;
+
+use napi::sys;
+
+use crate::errors::RegistryError;
+
+pub type Env = sys::napi_env;
+pub type Value = sys::napi_value;
+
+/// Why a JS-facing operation stopped.
+#[derive(Debug)]
+pub enum Fail {
+  /// A registry error, to be thrown with its code.
+  Registry(RegistryError),
+  /// A Node-API call failed; a JS exception may be pending.
+  Js,
+}
+
+impl From<RegistryError> for Fail {
+  fn from(e: RegistryError) -> Self {
+    Fail::Registry(e)
+  }
+}
+
+pub type JsResult<T> = Result<T, Fail>;
+
+#[inline]
+pub fn ok(status: sys::napi_status) -> JsResult<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Fail::Js)
+  }
+}
+
+macro_rules! out {
+  ($call:ident($($arg:expr),*)) => {{
+    let mut result = ptr::null_mut();
+    ok(unsafe { sys::$call($($arg,)* &mut result) }).map(|_| result)
+  }};
+}
+
+pub fn undefined(env: Env) -> Value {
+  out!(napi_get_undefined(env)).unwrap_or(ptr::null_mut())
+}
+
+pub fn null(env: Env) -> Value {
+  out!(napi_get_null(env)).unwrap_or(ptr::null_mut())
+}
+
+pub fn boolean(env: Env, v: bool) -> JsResult<Value> {
+  out!(napi_get_boolean(env, v))
+}
+
+pub fn number(env: Env, v: f64) -> JsResult<Value> {
+  out!(napi_create_double(env, v))
+}
+
+pub fn string(env: Env, s: &str) -> JsResult<Value> {
+  out!(napi_create_string_utf8(
+    env,
+    s.as_ptr().cast(),
+    s.len() as isize
+  ))
+}
+
+pub fn latin1(env: Env, bytes: &[u8]) -> JsResult<Value> {
+  out!(napi_create_string_latin1(
+    env,
+    bytes.as_ptr().cast(),
+    bytes.len() as isize
+  ))
+}
+
+pub fn opt_string(env: Env, s: Option<&str>) -> JsResult<Value> {
+  match s {
+    Some(s) => string(env, s),
+    None => Ok(null(env)),
+  }
+}
+
+pub fn opt_number(env: Env, v: Option<f64>) -> JsResult<Value> {
+  match v {
+    Some(v) => number(env, v),
+    None => Ok(null(env)),
+  }
+}
+
+pub fn object(env: Env) -> JsResult<Value> {
+  out!(napi_create_object(env))
+}
+
+pub fn array(env: Env, len: usize) -> JsResult<Value> {
+  out!(napi_create_array_with_length(env, len))
+}
+
+pub fn global(env: Env) -> JsResult<Value> {
+  out!(napi_get_global(env))
+}
+
+pub fn type_of(env: Env, v: Value) -> sys::napi_valuetype {
+  let mut t = sys::ValueType::napi_undefined;
+  if v.is_null() || unsafe { sys::napi_typeof(env, v, &mut t) } != sys::Status::napi_ok {
+    return sys::ValueType::napi_undefined;
+  }
+  t
+}
+
+pub fn is_object(env: Env, v: Value) -> bool {
+  type_of(env, v) == sys::ValueType::napi_object
+}
+
+pub fn is_function(env: Env, v: Value) -> bool {
+  type_of(env, v) == sys::ValueType::napi_function
+}
+
+pub fn is_nullish(env: Env, v: Value) -> bool {
+  matches!(
+    type_of(env, v),
+    sys::ValueType::napi_undefined | sys::ValueType::napi_null
+  )
+}
+
+pub fn is_array(env: Env, v: Value) -> bool {
+  let mut r = false;
+  unsafe { sys::napi_is_array(env, v, &mut r) == sys::Status::napi_ok && r }
+}
+
+pub fn get_bool(env: Env, v: Value) -> Option<bool> {
+  let mut r = false;
+  (type_of(env, v) == sys::ValueType::napi_boolean
+    && unsafe { sys::napi_get_value_bool(env, v, &mut r) } == sys::Status::napi_ok)
+    .then_some(r)
+}
+
+pub fn get_number(env: Env, v: Value) -> Option<f64> {
+  let mut r = 0.0;
+  (type_of(env, v) == sys::ValueType::napi_number
+    && unsafe { sys::napi_get_value_double(env, v, &mut r) } == sys::Status::napi_ok)
+    .then_some(r)
+}
+
+/// Reads a JS string with one Node-API call when it fits in a stack buffer.
+pub fn get_string(env: Env, v: Value) -> Option<String> {
+  if type_of(env, v) != sys::ValueType::napi_string {
+    return None;
+  }
+  with_str(env, v, |s| s.to_owned())
+}
+
+/// Runs `f` on the UTF-8 text of the JS string `v` (which must be a string), without a heap
+/// allocation for strings under 256 bytes.
+pub fn with_str<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+  let mut buf = [0u8; 256];
+  let mut len = 0usize;
+  let status = unsafe {
+    sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut len)
+  };
+  if status != sys::Status::napi_ok {
+    return None;
+  }
+  if len + 1 < buf.len() {
+    return std::str::from_utf8(&buf[..len]).ok().map(f);
+  }
+  // Possibly truncated: ask for the length, then read it whole.
+  let mut full = 0usize;
+  if unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut full) }
+    != sys::Status::napi_ok
+  {
+    return None;
+  }
+  let mut heap = vec![0u8; full + 1];
+  if unsafe {
+    sys::napi_get_value_string_utf8(env, v, heap.as_mut_ptr().cast(), heap.len(), &mut len)
+  } != sys::Status::napi_ok
+  {
+    return None;
+  }
+  heap.truncate(len);
+  String::from_utf8(heap).ok().map(|s| f(&s))
+}
+
+/// Like [`with_str`], but `None` when `v` is not a string.
+#[inline]
+pub fn with_str_checked<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+  if type_of(env, v) != sys::ValueType::napi_string {
+    return None;
+  }
+  with_str(env, v, f)
+}
+
+/// A native function named `name`, calling `cb` with `data`.
+pub fn function(
+  env: Env,
+  name: &str,
+  cb: sys::napi_callback,
+  data: *mut std::ffi::c_void,
+) -> JsResult<Value> {
+  out!(napi_create_function(
+    env,
+    name.as_ptr().cast(),
+    name.len() as isize,
+    cb,
+    data
+  ))
+}
+
+pub fn get_named(env: Env, obj: Value, key: &CStr) -> JsResult<Value> {
+  out!(napi_get_named_property(env, obj, key.as_ptr()))
+}
+
+pub fn set_named(env: Env, obj: Value, key: &CStr, v: Value) -> JsResult<()> {
+  ok(unsafe { sys::napi_set_named_property(env, obj, key.as_ptr(), v) })
+}
+
+pub fn get_property(env: Env, obj: Value, key: Value) -> JsResult<Value> {
+  out!(napi_get_property(env, obj, key))
+}
+
+pub fn set_property(env: Env, obj: Value, key: Value, v: Value) -> JsResult<()> {
+  ok(unsafe { sys::napi_set_property(env, obj, key, v) })
+}
+
+/// Defines an own enumerable data property: unlike assignment it never runs a setter, so a
+/// key such as `__proto__` cannot reach the prototype.
+pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
+  let name = string(env, key)?;
+  let desc = sys::napi_property_descriptor {
+    utf8name: ptr::null(),
+    name,
+    method: None,
+    getter: None,
+    setter: None,
+    value: v,
+    attributes: sys::PropertyAttributes::writable
+      | sys::PropertyAttributes::enumerable
+      | sys::PropertyAttributes::configurable,
+    data: ptr::null_mut(),
+  };
+  ok(unsafe { sys::napi_define_properties(env, obj, 1, &desc) })
+}
+
+pub fn set_element(env: Env, arr: Value, i: u32, v: Value) -> JsResult<()> {
+  ok(unsafe { sys::napi_set_element(env, arr, i, v) })
+}
+
+pub fn get_element(env: Env, arr: Value, i: u32) -> JsResult<Value> {
+  out!(napi_get_element(env, arr, i))
+}
+
+pub fn array_len(env: Env, arr: Value) -> u32 {
+  let mut n = 0;
+  unsafe { sys::napi_get_array_length(env, arr, &mut n) };
+  n
+}
+
+/// The own enumerable string keys of `obj`, in `Object.keys` order.
+pub fn own_keys(env: Env, obj: Value) -> JsResult<Value> {
+  out!(napi_get_all_property_names(
+    env,
+    obj,
+    sys::KeyCollectionMode::own_only,
+    sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+    sys::KeyConversion::numbers_to_strings
+  ))
+}
+
+pub fn call(env: Env, recv: Value, f: Value, args: &[Value]) -> JsResult<Value> {
+  out!(napi_call_function(env, recv, f, args.len(), args.as_ptr()))
+}
+
+/// Calls `obj[key](...args)`.
+pub fn call_method(env: Env, obj: Value, key: &CStr, args: &[Value]) -> JsResult<Value> {
+  let f = get_named(env, obj, key)?;
+  if !is_function(env, f) {
+    return Err(Fail::Registry(RegistryError::Internal(format!(
+      "{} is not a function",
+      key.to_string_lossy()
+    ))));
+  }
+  call(env, obj, f, args)
+}
+
+pub fn new_instance(env: Env, ctor: Value, args: &[Value]) -> JsResult<Value> {
+  out!(napi_new_instance(env, ctor, args.len(), args.as_ptr()))
+}
+
+pub fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
+  out!(napi_create_reference(env, v, 1))
+}
+
+pub fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
+  out!(napi_get_reference_value(env, r))
+}
+
+pub fn delete_ref(env: Env, r: sys::napi_ref) {
+  unsafe { sys::napi_delete_reference(env, r) };
+}
+
+pub fn exception_pending(env: Env) -> bool {
+  let mut pending = false;
+  unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+  pending
+}
+
+/// Clears a pending exception and returns its message (for recording a socket's fault).
+pub fn take_exception(env: Env) -> Option<String> {
+  if !exception_pending(env) {
+    return None;
+  }
+  let mut err = ptr::null_mut();
+  if unsafe { sys::napi_get_and_clear_last_exception(env, &mut err) } != sys::Status::napi_ok {
+    return Some("unknown error".into());
+  }
+  Some(describe(env, err))
+}
+
+/// A short text for a thrown value: its `message` if it has one, else its string form.
+pub fn describe(env: Env, v: Value) -> String {
+  if is_object(env, v) {
+    if let Ok(m) = get_named(env, v, c"message") {
+      if let Some(s) = get_string(env, m) {
+        return s;
+      }
+    }
+  }
+  let mut s = ptr::null_mut();
+  if unsafe { sys::napi_coerce_to_string(env, v, &mut s) } == sys::Status::napi_ok {
+    if let Some(text) = get_string(env, s) {
+      return text;
+    }
+  }
+  take_exception(env);
+  "unknown error".into()
+}
+
+/// Throws `e` as a JS `Error` (or `TypeError`) with `e.code()` as its `code`.
+pub fn throw_registry_error(env: Env, e: &RegistryError) {
+  if exception_pending(env) {
+    return;
+  }
+  let (Ok(code), Ok(msg)) = (string(env, e.code()), string(env, &e.to_string())) else {
+    return;
+  };
+  let mut err = ptr::null_mut();
+  let status = unsafe {
+    if e.is_type_error() {
+      sys::napi_create_type_error(env, code, msg, &mut err)
+    } else {
+      sys::napi_create_error(env, code, msg, &mut err)
+    }
+  };
+  if status == sys::Status::napi_ok {
+    unsafe { sys::napi_throw(env, err) };
+  }
+}
+
+/// Creates (without throwing) the JS error object for `e`, for rejecting a promise.
+pub fn error_value(env: Env, e: &RegistryError) -> JsResult<Value> {
+  let code = string(env, e.code())?;
+  let msg = string(env, &e.to_string())?;
+  let mut err = ptr::null_mut();
+  ok(unsafe {
+    if e.is_type_error() {
+      sys::napi_create_type_error(env, code, msg, &mut err)
+    } else {
+      sys::napi_create_error(env, code, msg, &mut err)
+    }
+  })?;
+  Ok(err)
+}
+
+/// Ends a JS-facing call: throws what went wrong, so the caller returns to JS.
+pub fn throw_fail(env: Env, f: Fail) {
+  match f {
+    Fail::Registry(e) => throw_registry_error(env, &e),
+    Fail::Js => {
+      if !exception_pending(env) {
+        throw_registry_error(
+          env,
+          &RegistryError::Internal("a Node-API call failed unexpectedly".into()),
+        );
+      }
+    }
+  }
+}
+
+/// Milliseconds since the epoch, as `Date.now()` gives.
+pub fn now_ms() -> f64 {
+  std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map(|d| d.as_millis() as f64)
+    .unwrap_or(0.0)
+}

@@ -1,0 +1,109 @@
+//! Promises settled from the Tokio runtime.
+//!
+//! The JS thread creates the promise and a strong channel (so the process waits for the
+//! answer, as it would for a timer); the work runs on Tokio; its outcome comes back through
+//! the channel and is turned into JS there. Rejections carry the registry's error codes.
+
+use std::future::Future;
+use std::ptr;
+
+use napi::sys;
+
+use crate::channel::Channel;
+use crate::convert;
+use crate::errors::RegistryError;
+use crate::js::{self, Env, JsResult, Value};
+use crate::snapshot::SavedSession;
+use crate::state::SessionState;
+
+/// What a promise resolves with.
+pub enum Outcome {
+  State(Box<SessionState>),
+  Saved {
+    path: String,
+    sessions: usize,
+    saved_at: f64,
+  },
+  Sessions(Vec<SavedSession>),
+}
+
+struct Deferred(sys::napi_deferred);
+// Only used on the JS thread that created it: it travels through the channel untouched.
+unsafe impl Send for Deferred {}
+
+type Settlement = (Deferred, Result<Outcome, RegistryError>);
+
+fn outcome_to_js(env: Env, outcome: Outcome) -> JsResult<Value> {
+  match outcome {
+    Outcome::State(s) => convert::state_to_js(env, &s),
+    Outcome::Saved {
+      path,
+      sessions,
+      saved_at,
+    } => {
+      let o = js::object(env)?;
+      js::set_named(env, o, c"path", js::string(env, &path)?)?;
+      js::set_named(env, o, c"sessions", js::number(env, sessions as f64)?)?;
+      js::set_named(env, o, c"savedAt", js::number(env, saved_at)?)?;
+      Ok(o)
+    }
+    Outcome::Sessions(list) => {
+      let json = serde_json::to_value(list).map_err(|e| RegistryError::Internal(e.to_string()))?;
+      convert::json_to_js(env, &json)
+    }
+  }
+}
+
+fn settle(env: Env, _callback: Value, (deferred, result): Settlement) {
+  let value = match result {
+    Ok(outcome) => outcome_to_js(env, outcome).map_err(|_| {
+      let message = js::take_exception(env).unwrap_or_else(|| "conversion failed".into());
+      RegistryError::Internal(message)
+    }),
+    Err(e) => Err(e),
+  };
+  match value {
+    Ok(v) => unsafe { sys::napi_resolve_deferred(env, deferred.0, v) },
+    Err(e) => {
+      let err = js::error_value(env, &e).unwrap_or_else(|_| js::undefined(env));
+      unsafe { sys::napi_reject_deferred(env, deferred.0, err) }
+    }
+  };
+}
+
+/// Returns a promise for `work`, which runs on the Tokio runtime.
+pub fn spawn<F>(env: Env, work: F) -> JsResult<Value>
+where
+  F: Future<Output = Result<Outcome, RegistryError>> + Send + 'static,
+{
+  let mut deferred = ptr::null_mut();
+  let mut promise = ptr::null_mut();
+  js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
+  let deferred = Deferred(deferred);
+  let channel = match Channel::new(env, None, settle, false) {
+    Ok(c) => c,
+    Err(e) => {
+      // Settle at once rather than leave the promise pending forever.
+      let err = js::error_value(
+        env,
+        &RegistryError::Internal("cannot start the async work".into()),
+      )?;
+      unsafe { sys::napi_reject_deferred(env, deferred.0, err) };
+      return Err(e);
+    }
+  };
+  napi::bindgen_prelude::spawn(async move {
+    let result = work.await;
+    channel.send_last((deferred, result));
+  });
+  Ok(promise)
+}
+
+/// Returns a promise already settled with `result` (no Tokio round trip).
+pub fn settled(env: Env, result: Result<Outcome, RegistryError>) -> JsResult<Value> {
+  let mut deferred = ptr::null_mut();
+  let mut promise = ptr::null_mut();
+  js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
+  settle(env, ptr::null_mut(), (Deferred(deferred), result));
+  Ok(promise)
+}

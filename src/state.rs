@@ -1,0 +1,580 @@
+//! A session's state and the rules that change it. Plain Rust: no Node-API here.
+//!
+//! Every change to a session goes through [`SessionState::apply`], so the merge rules of
+//! `updateSessionState`, the tracking of Baileys events and the drop-in semantics of
+//! `createSocketWrapper` are written down once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Where a session's socket is in its life, as its `connection.update` events tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Status {
+  /// Opening the WebSocket or doing the handshake.
+  Connecting,
+  /// Waiting for the user to scan a QR code (the code itself is never stored).
+  Qr,
+  /// Logged in and online.
+  Open,
+  /// Closed for a reason after which a new socket may connect again.
+  Closed,
+  /// Closed with 401: the credentials are gone; a new login (QR) is needed.
+  LoggedOut,
+  /// Closed with 440: another client took over this account's connection.
+  Replaced,
+  /// Closed with 515: Baileys asks for a new socket (normal right after pairing).
+  RestartRequired,
+}
+
+impl Status {
+  pub const ALL: [Status; 7] = [
+    Status::Connecting,
+    Status::Qr,
+    Status::Open,
+    Status::Closed,
+    Status::LoggedOut,
+    Status::Replaced,
+    Status::RestartRequired,
+  ];
+
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Status::Connecting => "connecting",
+      Status::Qr => "qr",
+      Status::Open => "open",
+      Status::Closed => "closed",
+      Status::LoggedOut => "loggedOut",
+      Status::Replaced => "replaced",
+      Status::RestartRequired => "restartRequired",
+    }
+  }
+
+  pub fn parse(text: &str) -> Option<Status> {
+    Status::ALL.iter().copied().find(|s| s.as_str() == text)
+  }
+
+  /// The status a close with this Boom status code leads to.
+  pub fn after_close(code: Option<u32>) -> Status {
+    match code {
+      Some(401) => Status::LoggedOut,
+      Some(440) => Status::Replaced,
+      Some(515) => Status::RestartRequired,
+      _ => Status::Closed,
+    }
+  }
+
+  /// Whether a session in `self` can still reach `wanted` on the same credentials.
+  /// Only a logout is final: every other close can be followed by a new socket.
+  pub fn can_lead_to(self, wanted: Status) -> bool {
+    self == wanted || self != Status::LoggedOut
+  }
+}
+
+/// The name Baileys' `DisconnectReason` gives a status code (and the message, for the two
+/// reasons that share 408).
+pub fn disconnect_reason(code: Option<u32>, message: Option<&str>) -> Option<&'static str> {
+  Some(match code? {
+    428 => "connectionClosed",
+    408 if message.is_some_and(|m| m.contains("Timed Out")) => "timedOut",
+    408 => "connectionLost",
+    440 => "connectionReplaced",
+    401 => "loggedOut",
+    500 => "badSession",
+    515 => "restartRequired",
+    411 => "multideviceMismatch",
+    403 => "forbidden",
+    503 => "unavailableService",
+    _ => return None,
+  })
+}
+
+/// Why and when the socket last closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastDisconnect {
+  /// The Boom status code, `None` when the error had none (or there was no error).
+  pub code: Option<u32>,
+  /// The `DisconnectReason` name of `code`.
+  pub reason: Option<String>,
+  /// The error's message.
+  pub message: Option<String>,
+  /// Epoch milliseconds.
+  pub at: f64,
+}
+
+/// The logged-in identity, from `socket.authState.creds.me`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+  pub id: Option<String>,
+  pub lid: Option<String>,
+}
+
+/// What one `connection.update` payload says, already read out of JS.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionUpdate {
+  pub connection: Option<Connection>,
+  /// A QR code arrived (its text is not kept).
+  pub qr: bool,
+  /// `lastDisconnect` was present: its error's status code and message.
+  pub last_disconnect: Option<(Option<u32>, Option<String>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+  Connecting,
+  Open,
+  Close,
+}
+
+/// A validated `updateSessionState` argument.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatePatch {
+  pub created_at: Option<f64>,
+  pub is_connected: Option<bool>,
+  /// `Some(None)` clears the error.
+  pub error: Option<Option<String>>,
+  /// `Some(None)` clears the status.
+  pub status: Option<Option<Status>>,
+  /// Keys the registry does not know, in the order given. `None` removes the key.
+  pub custom: Vec<(String, Option<Value>)>,
+}
+
+/// Keys of the state that only the registry sets; `updateSessionState` refuses them.
+pub const READ_ONLY_KEYS: [&str; 13] = [
+  "threadId",
+  "tracked",
+  "lastDisconnect",
+  "me",
+  "hasQr",
+  "connects",
+  "disconnects",
+  "connectedAt",
+  "disconnectedAt",
+  "lastInboundAt",
+  "lastOutboundAt",
+  "messagesIn",
+  "messagesOut",
+];
+
+/// Keys that could reach an object's prototype if they were ever set with plain assignment.
+pub const FORBIDDEN_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
+
+/// One session's state: the drop-in fields of socket-factory.js, what tracking adds, and the
+/// keys the bot set itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+  pub created_at: f64,
+  pub last_activity: f64,
+  pub is_connected: bool,
+  pub error: Option<String>,
+  /// `None` for a socket the registry does not track (and nobody set a status).
+  pub status: Option<Status>,
+  pub tracked: bool,
+  pub last_disconnect: Option<LastDisconnect>,
+  pub me: Option<Me>,
+  pub has_qr: bool,
+  pub connects: u32,
+  pub disconnects: u32,
+  pub connected_at: Option<f64>,
+  pub disconnected_at: Option<f64>,
+  pub last_inbound_at: Option<f64>,
+  pub last_outbound_at: Option<f64>,
+  pub messages_in: u64,
+  pub messages_out: u64,
+  pub thread_id: u32,
+  #[serde(default)]
+  pub custom: Map<String, Value>,
+}
+
+/// What a change did to the two fields that listeners are told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+  pub status: (Option<Status>, Option<Status>),
+  pub connected: (bool, bool),
+}
+
+impl Transition {
+  pub fn changed(&self) -> bool {
+    self.status.0 != self.status.1 || self.connected.0 != self.connected.1
+  }
+}
+
+impl SessionState {
+  pub fn new(now: f64, tracked: bool, thread_id: u32) -> Self {
+    SessionState {
+      created_at: now,
+      last_activity: now,
+      is_connected: false,
+      error: None,
+      status: if tracked {
+        Some(Status::Connecting)
+      } else {
+        None
+      },
+      tracked,
+      last_disconnect: None,
+      me: None,
+      has_qr: false,
+      connects: 0,
+      disconnects: 0,
+      connected_at: None,
+      disconnected_at: None,
+      last_inbound_at: None,
+      last_outbound_at: None,
+      messages_in: 0,
+      messages_out: 0,
+      thread_id,
+      custom: Map::new(),
+    }
+  }
+
+  fn transition_from(&self, before: (Option<Status>, bool)) -> Transition {
+    Transition {
+      status: (before.0, self.status),
+      connected: (before.1, self.is_connected),
+    }
+  }
+
+  /// `updateSessionState`: merge the patch, then `lastActivity = now`.
+  pub fn apply_patch(&mut self, patch: StatePatch, now: f64) -> Transition {
+    let before = (self.status, self.is_connected);
+    if let Some(v) = patch.created_at {
+      self.created_at = v;
+    }
+    if let Some(v) = patch.is_connected {
+      self.is_connected = v;
+    }
+    if let Some(v) = patch.error {
+      self.error = v;
+    }
+    if let Some(v) = patch.status {
+      self.status = v;
+    }
+    for (key, value) in patch.custom {
+      match value {
+        Some(v) => {
+          self.custom.insert(key, v);
+        }
+        None => {
+          self.custom.remove(&key);
+        }
+      }
+    }
+    self.last_activity = now;
+    self.transition_from(before)
+  }
+
+  /// A `connection.update` from the tracked socket.
+  pub fn apply_connection_update(&mut self, update: &ConnectionUpdate, now: f64) -> Transition {
+    let before = (self.status, self.is_connected);
+    if update.qr {
+      self.has_qr = true;
+      self.status = Some(Status::Qr);
+    }
+    match update.connection {
+      Some(Connection::Connecting) => {
+        self.status = Some(Status::Connecting);
+      }
+      Some(Connection::Open) => {
+        self.status = Some(Status::Open);
+        self.is_connected = true;
+        self.error = None;
+        self.has_qr = false;
+        self.connects += 1;
+        self.connected_at = Some(now);
+      }
+      Some(Connection::Close) => {
+        let code = update.last_disconnect.as_ref().and_then(|(c, _)| *c);
+        self.status = Some(Status::after_close(code));
+        self.is_connected = false;
+        self.has_qr = false;
+        self.disconnects += 1;
+        self.disconnected_at = Some(now);
+      }
+      None => {}
+    }
+    if let Some((code, message)) = &update.last_disconnect {
+      // Drop-in rule of createSocketWrapper: a lastDisconnect sets `error` to its message.
+      self.error = message.clone();
+      self.last_disconnect = Some(LastDisconnect {
+        code: *code,
+        reason: disconnect_reason(*code, message.as_deref()).map(str::to_owned),
+        message: message.clone(),
+        at: now,
+      });
+    }
+    self.last_activity = now;
+    self.transition_from(before)
+  }
+
+  /// `messages.upsert`: `inbound` live messages from others, `outbound` own messages.
+  pub fn apply_messages(&mut self, inbound: u32, outbound: u32, now: f64) {
+    if inbound > 0 {
+      self.messages_in += u64::from(inbound);
+      self.last_inbound_at = Some(now);
+    }
+    if outbound > 0 {
+      self.messages_out += u64::from(outbound);
+      self.last_outbound_at = Some(now);
+    }
+    if inbound > 0 || outbound > 0 {
+      self.last_activity = now;
+    }
+  }
+
+  /// The identity from `creds.me`. Returns whether it changed.
+  pub fn apply_me(&mut self, me: Me, now: f64) -> bool {
+    if me.id.is_none() && me.lid.is_none() {
+      return false;
+    }
+    if self.me.as_ref() == Some(&me) {
+      return false;
+    }
+    self.me = Some(me);
+    self.last_activity = now;
+    true
+  }
+
+  /// Record that tracking could not be set up (a socket that throws from `ev.on`, or has no
+  /// `ev`): the session stays registered, untracked, with the reason in `error`.
+  pub fn mark_untracked(&mut self, reason: String) -> Transition {
+    let before = (self.status, self.is_connected);
+    self.tracked = false;
+    self.status = None;
+    self.error = Some(reason);
+    self.transition_from(before)
+  }
+
+  pub fn is_idle(&self, now: f64, idle_after_ms: f64) -> bool {
+    now - self.last_activity > idle_after_ms
+  }
+}
+
+/// Formats epoch milliseconds as `Date.prototype.toISOString()` does
+/// (`YYYY-MM-DDTHH:mm:ss.sssZ`, years 0..=9999).
+pub fn iso_string(epoch_ms: f64) -> String {
+  let mut buf = [0u8; 24];
+  let len = write_iso(epoch_ms, &mut buf);
+  String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// Writes the ISO form into `out`; returns the number of bytes (24, or 0 for an invalid time).
+pub fn write_iso(epoch_ms: f64, out: &mut [u8; 24]) -> usize {
+  if !epoch_ms.is_finite() {
+    return 0;
+  }
+  let ms_total = epoch_ms.floor() as i64;
+  let days = ms_total.div_euclid(86_400_000);
+  let ms_of_day = ms_total.rem_euclid(86_400_000);
+  // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+  let z = days + 719_468;
+  let era = z.div_euclid(146_097);
+  let doe = z.rem_euclid(146_097);
+  let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+  let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  let mp = (5 * doy + 2) / 153;
+  let day = doy - (153 * mp + 2) / 5 + 1;
+  let month = if mp < 10 { mp + 3 } else { mp - 9 };
+  let year = yoe + era * 400 + i64::from(month <= 2);
+  if !(0..=9999).contains(&year) {
+    return 0;
+  }
+  let (h, m, s, ms) = (
+    ms_of_day / 3_600_000,
+    ms_of_day / 60_000 % 60,
+    ms_of_day / 1000 % 60,
+    ms_of_day % 1000,
+  );
+  let digits = |out: &mut [u8; 24], at: usize, value: i64, width: usize| {
+    let mut v = value;
+    for i in (0..width).rev() {
+      out[at + i] = b'0' + (v % 10) as u8;
+      v /= 10;
+    }
+  };
+  digits(out, 0, year, 4);
+  out[4] = b'-';
+  digits(out, 5, month, 2);
+  out[7] = b'-';
+  digits(out, 8, day, 2);
+  out[10] = b'T';
+  digits(out, 11, h, 2);
+  out[13] = b':';
+  digits(out, 14, m, 2);
+  out[16] = b':';
+  digits(out, 17, s, 2);
+  out[19] = b'.';
+  digits(out, 20, ms, 3);
+  out[23] = b'Z';
+  24
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn update(
+    connection: Option<Connection>,
+    ld: Option<(Option<u32>, Option<&str>)>,
+  ) -> ConnectionUpdate {
+    ConnectionUpdate {
+      connection,
+      qr: false,
+      last_disconnect: ld.map(|(c, m)| (c, m.map(str::to_owned))),
+    }
+  }
+
+  #[test]
+  fn new_state_matches_the_drop_in_shape() {
+    let s = SessionState::new(1000.0, false, 0);
+    assert_eq!((s.created_at, s.last_activity), (1000.0, 1000.0));
+    assert!(!s.is_connected);
+    assert_eq!(s.error, None);
+    assert_eq!(s.status, None);
+    assert_eq!(
+      SessionState::new(1.0, true, 0).status,
+      Some(Status::Connecting)
+    );
+  }
+
+  #[test]
+  fn patch_merges_and_moves_last_activity() {
+    let mut s = SessionState::new(1000.0, false, 0);
+    let t = s.apply_patch(
+      StatePatch {
+        is_connected: Some(true),
+        custom: vec![
+          ("phone".into(), Some(Value::from("123"))),
+          ("n".into(), Some(Value::from(2))),
+        ],
+        ..Default::default()
+      },
+      2000.0,
+    );
+    assert!(t.changed());
+    assert!(s.is_connected);
+    assert_eq!(s.last_activity, 2000.0);
+    assert_eq!(s.custom["phone"], "123");
+    let t = s.apply_patch(
+      StatePatch {
+        custom: vec![("phone".into(), None)],
+        ..Default::default()
+      },
+      3000.0,
+    );
+    assert!(!t.changed());
+    assert!(!s.custom.contains_key("phone"));
+    assert_eq!(s.custom.keys().collect::<Vec<_>>(), ["n"]);
+  }
+
+  #[test]
+  fn connection_updates_follow_baileys() {
+    let mut s = SessionState::new(0.0, true, 0);
+    s.apply_connection_update(
+      &ConnectionUpdate {
+        qr: true,
+        ..Default::default()
+      },
+      1.0,
+    );
+    assert_eq!((s.status, s.has_qr), (Some(Status::Qr), true));
+    let t = s.apply_connection_update(&update(Some(Connection::Open), None), 2.0);
+    assert_eq!(t.status, (Some(Status::Qr), Some(Status::Open)));
+    assert!(s.is_connected && !s.has_qr);
+    assert_eq!((s.connects, s.connected_at), (1, Some(2.0)));
+    s.apply_connection_update(
+      &update(
+        Some(Connection::Close),
+        Some((Some(440), Some("Stream Errored (conflict)"))),
+      ),
+      3.0,
+    );
+    assert_eq!(s.status, Some(Status::Replaced));
+    assert!(!s.is_connected);
+    assert_eq!(s.error.as_deref(), Some("Stream Errored (conflict)"));
+    let ld = s.last_disconnect.clone().unwrap();
+    assert_eq!(
+      (ld.code, ld.reason.as_deref(), ld.at),
+      (Some(440), Some("connectionReplaced"), 3.0)
+    );
+    assert_eq!((s.disconnects, s.disconnected_at), (1, Some(3.0)));
+    // A plain Error without a status code: closed, code null.
+    s.apply_connection_update(
+      &update(
+        Some(Connection::Close),
+        Some((None, Some("invalid wire type"))),
+      ),
+      4.0,
+    );
+    assert_eq!(s.status, Some(Status::Closed));
+    assert_eq!(s.last_disconnect.as_ref().unwrap().code, None);
+    assert_eq!(s.last_disconnect.as_ref().unwrap().reason, None);
+    // Open clears the error, as createSocketWrapper did.
+    s.apply_connection_update(&update(Some(Connection::Open), None), 5.0);
+    assert_eq!(s.error, None);
+  }
+
+  #[test]
+  fn close_codes_map_to_statuses_and_reasons() {
+    assert_eq!(Status::after_close(Some(401)), Status::LoggedOut);
+    assert_eq!(Status::after_close(Some(515)), Status::RestartRequired);
+    assert_eq!(Status::after_close(Some(428)), Status::Closed);
+    assert_eq!(Status::after_close(None), Status::Closed);
+    assert_eq!(
+      disconnect_reason(Some(408), Some("Timed Out")),
+      Some("timedOut")
+    );
+    assert_eq!(
+      disconnect_reason(Some(408), Some("WebSocket Error")),
+      Some("connectionLost")
+    );
+    assert_eq!(disconnect_reason(Some(515), None), Some("restartRequired"));
+    assert_eq!(disconnect_reason(Some(999), None), None);
+    assert_eq!(disconnect_reason(None, None), None);
+    for s in Status::ALL {
+      assert_eq!(Status::parse(s.as_str()), Some(s));
+    }
+    assert!(!Status::LoggedOut.can_lead_to(Status::Open));
+    assert!(Status::Replaced.can_lead_to(Status::Open));
+  }
+
+  #[test]
+  fn messages_move_counters_and_times() {
+    let mut s = SessionState::new(0.0, true, 0);
+    s.apply_messages(2, 0, 5.0);
+    assert_eq!(
+      (s.messages_in, s.last_inbound_at, s.last_outbound_at),
+      (2, Some(5.0), None)
+    );
+    s.apply_messages(0, 1, 6.0);
+    assert_eq!(
+      (s.messages_out, s.last_outbound_at, s.last_activity),
+      (1, Some(6.0), 6.0)
+    );
+    s.apply_messages(0, 0, 7.0);
+    assert_eq!(s.last_activity, 6.0);
+  }
+
+  #[test]
+  fn me_changes_only_when_different() {
+    let mut s = SessionState::new(0.0, true, 0);
+    assert!(!s.apply_me(Me::default(), 1.0));
+    let me = Me {
+      id: Some("1@s.whatsapp.net".into()),
+      lid: None,
+    };
+    assert!(s.apply_me(me.clone(), 2.0));
+    assert!(!s.apply_me(me, 3.0));
+  }
+
+  #[test]
+  fn iso_strings_match_javascript() {
+    assert_eq!(iso_string(0.0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso_string(1_700_000_000_123.0), "2023-11-14T22:13:20.123Z");
+    assert_eq!(iso_string(951_782_400_000.0), "2000-02-29T00:00:00.000Z");
+    assert_eq!(iso_string(-1.0), "1969-12-31T23:59:59.999Z");
+    assert_eq!(iso_string(f64::NAN), "");
+  }
+}

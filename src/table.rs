@@ -1,0 +1,333 @@
+//! The process-wide session table: the one place session state changes.
+//!
+//! Every thread (Node environment) that loads the addon shares it. It holds plain data only;
+//! the socket objects stay in their thread's handle table (`handles.rs`). Each record names
+//! its owner environment and carries a generation, so an event from a socket that has since
+//! been replaced (even in another thread) is recognised as stale and dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use crate::errors::RegistryError;
+use crate::state::{SessionState, Status, Transition};
+
+/// Identifies one Node environment (main thread or a worker) for the life of the process.
+pub type EnvKey = u64;
+
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+  pub state: SessionState,
+  /// Registration order (kept on replace, as `Map.set` keeps a key's place): the order of
+  /// sessions in every listing.
+  pub seq: u64,
+  pub generation: u64,
+  pub owner: EnvKey,
+  /// When the session last entered `connecting`, for the stuck check.
+  pub connecting_since: Option<f64>,
+  pub stuck_reported: bool,
+}
+
+static TABLE: LazyLock<DashMap<String, SessionRecord>> = LazyLock::new(DashMap::new);
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// What `register` found under the id before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+  pub generation: u64,
+  /// The owner and generation of the record this one replaced, if any.
+  pub previous: Option<(EnvKey, u64)>,
+  pub previous_state: Option<SessionState>,
+}
+
+pub fn len() -> usize {
+  TABLE.len()
+}
+
+/// Creates (or replaces) the record for `id`, owned by `owner`.
+///
+/// A record owned by another environment is only replaced with `takeover`; `owner_thread`
+/// tells the error which thread holds it.
+pub fn register(
+  id: &str,
+  owner: EnvKey,
+  thread_id: u32,
+  tracked: bool,
+  takeover: bool,
+  now: f64,
+) -> Result<Registered, RegistryError> {
+  let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+  let mut record = SessionRecord {
+    state: SessionState::new(now, tracked, thread_id),
+    seq: 0,
+    generation,
+    owner,
+    connecting_since: tracked.then_some(now),
+    stuck_reported: false,
+  };
+  match TABLE.entry(id.to_owned()) {
+    Entry::Occupied(mut slot) => {
+      let old = slot.get();
+      if old.owner != owner && !takeover {
+        return Err(RegistryError::SessionOwnedByOtherThread {
+          session_id: id.to_owned(),
+          thread_id: old.state.thread_id,
+        });
+      }
+      let previous = Some((old.owner, old.generation));
+      record.seq = old.seq;
+      std::mem::swap(slot.get_mut(), &mut record);
+      Ok(Registered {
+        generation,
+        previous,
+        previous_state: Some(record.state),
+      })
+    }
+    Entry::Vacant(slot) => {
+      record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+      slot.insert(record);
+      Ok(Registered {
+        generation,
+        previous: None,
+        previous_state: None,
+      })
+    }
+  }
+}
+
+/// Removes the record if it is still the given generation (or any generation with `None`).
+pub fn remove(id: &str, generation: Option<u64>) -> Option<SessionRecord> {
+  TABLE
+    .remove_if(id, |_, r| generation.is_none_or(|g| r.generation == g))
+    .map(|(_, r)| r)
+}
+
+/// Removes every record owned by `owner` (an environment going away).
+pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
+  let ids: Vec<String> = TABLE
+    .iter()
+    .filter(|r| r.owner == owner)
+    .map(|r| r.key().clone())
+    .collect();
+  ids
+    .into_iter()
+    .filter_map(|id| TABLE.remove_if(&id, |_, r| r.owner == owner))
+    .collect()
+}
+
+/// The outcome of a change applied to one record.
+pub struct Applied<T> {
+  pub value: T,
+  /// Before/after copies of the state when status or isConnected changed; `None` otherwise
+  /// (and when nobody listens, to save the copies).
+  pub change: Option<(SessionState, SessionState)>,
+}
+
+/// Applies `f` to the record of `id`, if it exists and (with `Some`) has that generation.
+/// `f` returns a [`Transition`]; when it changed and `want_copies`, the two states are copied
+/// for the listeners.
+pub fn update<T>(
+  id: &str,
+  generation: Option<u64>,
+  want_copies: bool,
+  f: impl FnOnce(&mut SessionRecord) -> (T, Option<Transition>),
+) -> Option<Applied<T>> {
+  let mut record = TABLE.get_mut(id)?;
+  if generation.is_some_and(|g| record.generation != g) {
+    return None;
+  }
+  let before = want_copies.then(|| record.state.clone());
+  let (value, transition) = f(&mut record);
+  if let Some(t) = transition {
+    if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
+      record.connecting_since = Some(record.state.last_activity);
+      record.stuck_reported = false;
+    } else if t.status.1 != Some(Status::Connecting) {
+      record.connecting_since = None;
+    }
+  }
+  let change = match (transition, before) {
+    (Some(t), Some(before)) if t.changed() => Some((before, record.state.clone())),
+    _ => None,
+  };
+  Some(Applied { value, change })
+}
+
+pub fn get(id: &str) -> Option<SessionState> {
+  TABLE.get(id).map(|r| r.state.clone())
+}
+
+/// Calls `f` with the record of `id`, if any, without copying it.
+pub fn for_one(id: &str, f: impl FnOnce(&SessionRecord)) {
+  if let Some(r) = TABLE.get(id) {
+    f(&r);
+  }
+}
+
+pub fn seq_of(id: &str) -> Option<u64> {
+  TABLE.get(id).map(|r| r.seq)
+}
+
+pub fn contains(id: &str) -> bool {
+  TABLE.contains_key(id)
+}
+
+pub fn generation_of(id: &str) -> Option<u64> {
+  TABLE.get(id).map(|r| r.generation)
+}
+
+/// Calls `f` for every record, without copying. `f` must not touch the table.
+pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
+  for r in TABLE.iter() {
+    f(r.key(), r.value());
+  }
+}
+
+/// All sessions, copied, in registration order.
+pub fn all() -> Vec<(String, SessionState)> {
+  let mut out: Vec<(u64, String, SessionState)> = TABLE
+    .iter()
+    .map(|r| (r.seq, r.key().clone(), r.state.clone()))
+    .collect();
+  out.sort_unstable_by_key(|r| r.0);
+  out.into_iter().map(|(_, id, s)| (id, s)).collect()
+}
+
+/// Marks connecting sessions older than `stuck_after_ms` as reported, returning their states.
+pub fn take_newly_stuck(now: f64, stuck_after_ms: f64) -> Vec<(String, SessionState)> {
+  let mut out = Vec::new();
+  for mut r in TABLE.iter_mut() {
+    if r.stuck_reported || r.state.status != Some(Status::Connecting) {
+      continue;
+    }
+    if let Some(since) = r.connecting_since {
+      if now - since > stuck_after_ms {
+        r.stuck_reported = true;
+        out.push((r.key().clone(), r.state.clone()));
+      }
+    }
+  }
+  out
+}
+
+#[cfg(test)]
+pub(crate) fn clear_for_tests() {
+  TABLE.clear();
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+  use super::*;
+  use crate::state::{ConnectionUpdate, StatePatch};
+  use std::sync::Mutex;
+
+  // The table is process-wide, so its tests take turns.
+  pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
+
+  #[test]
+  fn register_replace_and_ownership() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    let a = register("s1", 1, 0, true, false, 10.0).unwrap();
+    assert_eq!(a.previous, None);
+    let b = register("s1", 1, 0, true, false, 20.0).unwrap();
+    assert_eq!(b.previous, Some((1, a.generation)));
+    assert!(b.generation > a.generation);
+    let err = register("s1", 2, 7, true, false, 30.0).unwrap_err();
+    assert_eq!(err.code(), "ERR_SESSION_OWNED_BY_OTHER_THREAD");
+    assert_eq!(
+      get("s1").unwrap().created_at,
+      20.0,
+      "a refused register changes nothing"
+    );
+    let c = register("s1", 2, 7, true, true, 40.0).unwrap();
+    assert_eq!(c.previous, Some((1, b.generation)));
+    assert_eq!(get("s1").unwrap().thread_id, 7);
+    assert_eq!(len(), 1);
+  }
+
+  #[test]
+  fn stale_generations_are_ignored() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    let old = register("s2", 1, 0, true, false, 1.0).unwrap().generation;
+    let new = register("s2", 1, 0, true, false, 2.0).unwrap().generation;
+    let open = ConnectionUpdate {
+      connection: Some(crate::state::Connection::Open),
+      ..Default::default()
+    };
+    let stale = update("s2", Some(old), false, |r| {
+      ((), Some(r.state.apply_connection_update(&open, 3.0)))
+    });
+    assert!(stale.is_none());
+    assert!(!get("s2").unwrap().is_connected);
+    let fresh = update("s2", Some(new), true, |r| {
+      ((), Some(r.state.apply_connection_update(&open, 3.0)))
+    });
+    let (before, after) = fresh.unwrap().change.unwrap();
+    assert!(!before.is_connected && after.is_connected);
+    assert!(
+      remove("s2", Some(old)).is_none(),
+      "an old generation cannot remove the new record"
+    );
+    assert!(remove("s2", Some(new)).is_some());
+    assert!(get("s2").is_none());
+  }
+
+  #[test]
+  fn concurrent_updates_lose_nothing() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    register("shared", 1, 0, false, false, 0.0).unwrap();
+    let threads: Vec<_> = (0..4)
+      .map(|t| {
+        std::thread::spawn(move || {
+          let own = format!("own{t}");
+          register(&own, 10 + t, t as u32, false, false, 0.0).unwrap();
+          for i in 0..10_000u64 {
+            for id in ["shared", own.as_str()] {
+              update(id, None, false, |r| {
+                let n = r
+                  .state
+                  .custom
+                  .get("n")
+                  .and_then(|v| v.as_u64())
+                  .unwrap_or(0);
+                let patch = StatePatch {
+                  custom: vec![("n".into(), Some((n + 1).into()))],
+                  ..Default::default()
+                };
+                ((), Some(r.state.apply_patch(patch, i as f64)))
+              });
+            }
+          }
+        })
+      })
+      .collect();
+    for t in threads {
+      t.join().unwrap();
+    }
+    assert_eq!(get("shared").unwrap().custom["n"], 40_000);
+    for t in 0..4 {
+      assert_eq!(get(&format!("own{t}")).unwrap().custom["n"], 10_000);
+    }
+    assert_eq!(remove_owned_by(12).len(), 1);
+    assert!(get("own2").is_none());
+  }
+
+  #[test]
+  fn stuck_sessions_are_reported_once() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    register("slow", 1, 0, true, false, 0.0).unwrap();
+    register("untracked", 1, 0, false, false, 0.0).unwrap();
+    assert!(take_newly_stuck(50.0, 100.0).is_empty());
+    let stuck = take_newly_stuck(150.0, 100.0);
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(stuck[0].0, "slow");
+    assert!(take_newly_stuck(300.0, 100.0).is_empty());
+  }
+}

@@ -1,0 +1,448 @@
+//! Listening to a socket's Baileys events, and letting go of a socket.
+//!
+//! The registry adds three listeners to `socket.ev` (`connection.update`, `messages.upsert`,
+//! `creds.update`) and keeps a reference to each, so that it can later remove exactly those
+//! with `ev.off`. It never calls `ev.removeAllListeners()` (that removes Baileys' own
+//! dispatcher and breaks a live socket) nor touches `socket.ws` (closing the ws directly
+//! leaves Baileys' timers running): a socket is let go with `ev.off` for each own listener,
+//! then `socket.end(undefined)`. Whatever the socket throws meanwhile is recorded, not thrown.
+
+use std::ffi::{c_void, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use napi::sys;
+
+use crate::events::{self, ChangeKind};
+use crate::handles::{self, SocketEntry};
+use crate::js::{self, Env, JsResult, Value};
+use crate::state::{Connection, ConnectionUpdate, Me};
+use crate::table;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+  Connection,
+  Messages,
+  Creds,
+}
+
+const EVENTS: [(&CStr, Kind); 3] = [
+  (c"connection.update", Kind::Connection),
+  (c"messages.upsert", Kind::Messages),
+  (c"creds.update", Kind::Creds),
+];
+
+/// What a listener function knows: whose events it carries.
+struct ListenerData {
+  session_id: Box<str>,
+  generation: u64,
+  kind: Kind,
+}
+
+static SOCKET_FAULTS: AtomicU64 = AtomicU64::new(0);
+static LAST_SOCKET_FAULT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Records that a socket threw (or lacked something) while the registry handled it.
+pub fn record_fault(session_id: &str, what: &str, message: &str) -> String {
+  let text = format!("socket '{session_id}': {what}: {message}");
+  SOCKET_FAULTS.fetch_add(1, Ordering::Relaxed);
+  *LAST_SOCKET_FAULT.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+  text
+}
+
+/// How many socket faults were recorded in this process, and the last one.
+pub fn faults() -> (u64, Option<String>) {
+  (
+    SOCKET_FAULTS.load(Ordering::Relaxed),
+    LAST_SOCKET_FAULT
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .clone(),
+  )
+}
+
+unsafe extern "C" fn free_listener_data(_env: Env, data: *mut c_void, _hint: *mut c_void) {
+  if !data.is_null() {
+    drop(unsafe { Box::from_raw(data.cast::<ListenerData>()) });
+  }
+}
+
+fn listener_function(env: Env, data: ListenerData) -> JsResult<Value> {
+  let name = data.kind_name();
+  let raw = Box::into_raw(Box::new(data));
+  let mut f = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_create_function(
+      env,
+      name.as_ptr().cast(),
+      name.len() as isize,
+      Some(on_event),
+      raw.cast(),
+      &mut f,
+    )
+  };
+  if status != sys::Status::napi_ok {
+    drop(unsafe { Box::from_raw(raw) });
+    return Err(js::Fail::Js);
+  }
+  // The data lives as long as the function object.
+  if unsafe {
+    sys::napi_add_finalizer(
+      env,
+      f,
+      raw.cast(),
+      Some(free_listener_data),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  } != sys::Status::napi_ok
+  {
+    drop(unsafe { Box::from_raw(raw) });
+    return Err(js::Fail::Js);
+  }
+  Ok(f)
+}
+
+impl ListenerData {
+  fn kind_name(&self) -> &'static str {
+    match self.kind {
+      Kind::Connection => "registryConnectionUpdate",
+      Kind::Messages => "registryMessagesUpsert",
+      Kind::Creds => "registryCredsUpdate",
+    }
+  }
+}
+
+/// `socket.ev`, if it is an object with the given method.
+fn emitter_with(env: Env, socket: Value, method: &CStr) -> Result<(Value, Value), String> {
+  let ev = js::get_named(env, socket, c"ev").map_err(|_| thrown(env))?;
+  if !js::is_object(env, ev) {
+    return Err("the socket has no `ev` event emitter".into());
+  }
+  let f = js::get_named(env, ev, method).map_err(|_| thrown(env))?;
+  if !js::is_function(env, f) {
+    return Err(format!(
+      "socket.ev.{} is not a function",
+      method.to_string_lossy()
+    ));
+  }
+  Ok((ev, f))
+}
+
+fn thrown(env: Env) -> String {
+  js::take_exception(env).unwrap_or_else(|| "a Node-API call failed".into())
+}
+
+/// Adds the registry's listeners to `socket.ev`. On failure nothing stays attached and the
+/// reason is returned (the caller registers the socket untracked).
+pub fn attach(
+  env: Env,
+  session_id: &str,
+  generation: u64,
+  socket: Value,
+) -> Result<Vec<(&'static CStr, sys::napi_ref)>, String> {
+  let (ev, on) = emitter_with(env, socket, c"on")?;
+  let mut added: Vec<(&'static CStr, sys::napi_ref)> = Vec::with_capacity(EVENTS.len());
+  for (event, kind) in EVENTS {
+    let data = ListenerData {
+      session_id: session_id.into(),
+      generation,
+      kind,
+    };
+    let step = (|| -> JsResult<sys::napi_ref> {
+      let f = listener_function(env, data)?;
+      let name = js::string(env, &event.to_string_lossy())?;
+      let r = js::create_ref(env, f)?;
+      if let Err(e) = js::call(env, ev, on, &[name, f]) {
+        js::delete_ref(env, r);
+        return Err(e);
+      }
+      Ok(r)
+    })();
+    match step {
+      Ok(r) => added.push((event, r)),
+      Err(_) => {
+        let reason = format!("ev.on threw: {}", thrown(env));
+        detach(env, session_id, socket, added);
+        return Err(reason);
+      }
+    }
+  }
+  Ok(added)
+}
+
+/// Removes the given listeners from `socket.ev` and releases them.
+pub fn detach(
+  env: Env,
+  session_id: &str,
+  socket: Value,
+  listeners: Vec<(&'static CStr, sys::napi_ref)>,
+) {
+  if listeners.is_empty() {
+    return;
+  }
+  let emitter = emitter_with(env, socket, c"off");
+  if let Err(reason) = &emitter {
+    record_fault(session_id, "removing listeners", reason);
+  }
+  for (event, r) in listeners {
+    if let (Ok((ev, off)), Ok(f)) = (&emitter, js::ref_value(env, r)) {
+      let called = js::string(env, &event.to_string_lossy())
+        .and_then(|name| js::call(env, *ev, *off, &[name, f]));
+      if called.is_err() {
+        record_fault(session_id, "ev.off threw", &thrown(env));
+      }
+    }
+    js::delete_ref(env, r);
+  }
+}
+
+unsafe extern "C" fn swallow(_env: Env, _info: sys::napi_callback_info) -> Value {
+  ptr::null_mut()
+}
+
+/// Calls `socket.end(undefined)`. Baileys 7 returns a promise: its rejection is caught here so
+/// it never surfaces as an unhandled rejection.
+pub fn end_socket(env: Env, session_id: &str, socket: Value) {
+  let end = match js::get_named(env, socket, c"end") {
+    Ok(f) if js::is_function(env, f) => f,
+    Ok(_) => return,
+    Err(_) => {
+      record_fault(session_id, "reading socket.end", &thrown(env));
+      return;
+    }
+  };
+  let result = match js::call(env, socket, end, &[js::undefined(env)]) {
+    Ok(v) => v,
+    Err(_) => {
+      record_fault(session_id, "end() threw", &thrown(env));
+      return;
+    }
+  };
+  if js::is_object(env, result) {
+    let then = js::get_named(env, result, c"then");
+    if let Ok(then) = then.map(|t| (t, js::is_function(env, t))) {
+      if then.1 {
+        let mut noop = ptr::null_mut();
+        let made = unsafe {
+          sys::napi_create_function(
+            env,
+            c"ignoreEndRejection".as_ptr(),
+            -1,
+            Some(swallow),
+            ptr::null_mut(),
+            &mut noop,
+          )
+        };
+        if made == sys::Status::napi_ok
+          && js::call(env, result, then.0, &[js::undefined(env), noop]).is_err()
+        {
+          record_fault(session_id, "end() promise", &thrown(env));
+        }
+      }
+    } else {
+      js::take_exception(env);
+    }
+  }
+}
+
+/// Lets go of a socket that left the registry: removes the registry's listeners, ends it, and
+/// releases every reference to it. JS runs here, and may re-enter the registry.
+pub fn release(env: Env, session_id: &str, entry: SocketEntry) {
+  match js::ref_value(env, entry.socket) {
+    Ok(socket) if !socket.is_null() => {
+      detach(env, session_id, socket, entry.listeners);
+      end_socket(env, session_id, socket);
+    }
+    _ => {
+      for (_, r) in entry.listeners {
+        js::delete_ref(env, r);
+      }
+    }
+  }
+  js::delete_ref(env, entry.socket);
+}
+
+/// The callback behind every registry listener. It never throws into Baileys.
+unsafe extern "C" fn on_event(env: Env, info: sys::napi_callback_info) -> Value {
+  let mut argc = 1usize;
+  let mut argv = [ptr::null_mut(); 1];
+  let mut data: *mut c_void = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      &mut data,
+    )
+  };
+  if status == sys::Status::napi_ok && !data.is_null() && argc >= 1 {
+    let data = unsafe { &*data.cast::<ListenerData>() };
+    handle_event(env, data, argv[0]);
+  }
+  js::take_exception(env);
+  ptr::null_mut()
+}
+
+fn handle_event(env: Env, data: &ListenerData, payload: Value) {
+  if !js::is_object(env, payload) {
+    return;
+  }
+  let id = &*data.session_id;
+  let now = js::now_ms();
+  match data.kind {
+    Kind::Connection => {
+      let update = read_connection_update(env, payload);
+      let opened = update.connection == Some(Connection::Open);
+      let me = if opened {
+        socket_me(env, id, data.generation)
+      } else {
+        None
+      };
+      let applied = table::update(id, Some(data.generation), events::wanted(), |r| {
+        let t = r.state.apply_connection_update(&update, now);
+        if let Some(me) = me {
+          r.state.apply_me(me, now);
+        }
+        ((), Some(t))
+      });
+      if let Some((before, after)) = applied.and_then(|a| a.change) {
+        events::emit(id, ChangeKind::Status, Some(before), Some(after));
+      }
+    }
+    Kind::Messages => {
+      let (inbound, outbound) = read_messages(env, payload);
+      table::update(id, Some(data.generation), false, |r| {
+        r.state.apply_messages(inbound, outbound, now);
+        ((), None)
+      });
+    }
+    Kind::Creds => {
+      if let Ok(me) = js::get_named(env, payload, c"me") {
+        if let Some(me) = read_me(env, me) {
+          table::update(id, Some(data.generation), false, |r| {
+            r.state.apply_me(me, now);
+            ((), None)
+          });
+        }
+      }
+    }
+  }
+}
+
+fn read_connection_update(env: Env, payload: Value) -> ConnectionUpdate {
+  let mut update = ConnectionUpdate::default();
+  if let Ok(c) = js::get_named(env, payload, c"connection") {
+    update.connection = js::get_string(env, c).and_then(|s| match s.as_str() {
+      "connecting" => Some(Connection::Connecting),
+      "open" => Some(Connection::Open),
+      "close" => Some(Connection::Close),
+      _ => None,
+    });
+  }
+  if let Ok(qr) = js::get_named(env, payload, c"qr") {
+    // Only that a QR is waiting: the text is a login secret and is never kept.
+    update.qr = js::get_string(env, qr).is_some_and(|s| !s.is_empty());
+  }
+  if let Ok(ld) = js::get_named(env, payload, c"lastDisconnect") {
+    if js::is_object(env, ld) {
+      update.last_disconnect = Some(read_disconnect_error(env, ld));
+    }
+  }
+  js::take_exception(env);
+  update
+}
+
+/// `lastDisconnect.error` is a Boom error (`output.statusCode`), a plain Error, or undefined.
+fn read_disconnect_error(env: Env, ld: Value) -> (Option<u32>, Option<String>) {
+  let Ok(err) = js::get_named(env, ld, c"error") else {
+    return (None, None);
+  };
+  if !js::is_object(env, err) {
+    return (None, None);
+  }
+  let code = js::get_named(env, err, c"output")
+    .ok()
+    .filter(|o| js::is_object(env, *o))
+    .and_then(|o| js::get_named(env, o, c"statusCode").ok())
+    .and_then(|c| js::get_number(env, c))
+    .filter(|c| c.is_finite() && *c >= 0.0 && *c <= u32::MAX as f64)
+    .map(|c| c as u32);
+  let message = js::get_named(env, err, c"message")
+    .ok()
+    .and_then(|m| js::get_string(env, m));
+  (code, message)
+}
+
+fn read_messages(env: Env, payload: Value) -> (u32, u32) {
+  let notify = js::get_named(env, payload, c"type")
+    .ok()
+    .and_then(|t| js::get_string(env, t))
+    .is_some_and(|t| t == "notify");
+  let Ok(messages) = js::get_named(env, payload, c"messages") else {
+    js::take_exception(env);
+    return (0, 0);
+  };
+  if !js::is_array(env, messages) {
+    return (0, 0);
+  }
+  let (mut inbound, mut outbound) = (0u32, 0u32);
+  for i in 0..js::array_len(env, messages) {
+    let from_me = js::get_element(env, messages, i)
+      .ok()
+      .filter(|m| js::is_object(env, *m))
+      .and_then(|m| js::get_named(env, m, c"key").ok())
+      .filter(|k| js::is_object(env, *k))
+      .and_then(|k| js::get_named(env, k, c"fromMe").ok())
+      .and_then(|f| js::get_bool(env, f))
+      .unwrap_or(false);
+    if from_me {
+      outbound += 1;
+    } else if notify {
+      inbound += 1;
+    }
+  }
+  js::take_exception(env);
+  (inbound, outbound)
+}
+
+fn read_me(env: Env, me: Value) -> Option<Me> {
+  if !js::is_object(env, me) {
+    return None;
+  }
+  let field = |key: &CStr| {
+    js::get_named(env, me, key)
+      .ok()
+      .and_then(|v| js::get_string(env, v))
+  };
+  let me = Me {
+    id: field(c"id"),
+    lid: field(c"lid"),
+  };
+  js::take_exception(env);
+  (me.id.is_some() || me.lid.is_some()).then_some(me)
+}
+
+/// The live identity, `socket.authState.creds.me` (`socket.user` is a stale copy).
+fn socket_me(env: Env, session_id: &str, generation: u64) -> Option<Me> {
+  let socket_ref = handles::with(|t| {
+    t.sockets
+      .get(session_id)
+      .filter(|e| e.generation == generation)
+      .map(|e| e.socket)
+  })
+  .flatten()?;
+  let socket = js::ref_value(env, socket_ref).ok()?;
+  let me = js::get_named(env, socket, c"authState")
+    .ok()
+    .filter(|a| js::is_object(env, *a))
+    .and_then(|a| js::get_named(env, a, c"creds").ok())
+    .filter(|c| js::is_object(env, *c))
+    .and_then(|c| js::get_named(env, c, c"me").ok())
+    .and_then(|m| read_me(env, m));
+  js::take_exception(env);
+  me
+}
