@@ -948,11 +948,15 @@ fn load_js(env: js::Env, path: Value) -> JsResult<Value> {
 
 /// Sets up this environment (main thread or worker) when the addon loads.
 #[napi(module_exports)]
-pub fn init(env: Env) -> napi::Result<()> {
+pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()> {
   let raw = env.raw();
   handles::set_hooks(tracking::release, teardown_env);
   let thread_id = current_thread_id(raw);
-  finish(&env, handles::init_env(raw, thread_id))
+  finish(
+    &env,
+    handles::init_env(raw, thread_id)
+      .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports))),
+  )
 }
 
 /// `worker_threads.threadId` of this environment (0 on the main thread).

@@ -16,6 +16,7 @@ mod api;
 mod channel;
 mod convert;
 mod events;
+mod fast;
 mod handles;
 mod js;
 mod promise;
