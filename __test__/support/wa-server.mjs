@@ -85,9 +85,11 @@ class WaServer extends EventEmitter {
     this.errors = []
     this._seq = 0
     this._idSeq = 0
-    // One static key pair and certificate chain for the server's lifetime: the
-    // client only checks the chain's shape (see noise-handler.js), and key
-    // generation per connection would be wasted CPU with 100 clients.
+    // One static key pair and certificate chain for the server's lifetime; per
+    // connection they would only cost CPU with 100 clients. 6.x checks just the
+    // intermediate's issuerSerial; 7.x also calls Curve.verify on both
+    // signatures, which throws only on malformed input (libsignal returns a
+    // boolean that Baileys ignores), so a bad signature of the right size passes.
     this._static = b.Curve.generateKeyPair()
     this._certChain = this._makeCertChain()
   }
@@ -112,9 +114,10 @@ class WaServer extends EventEmitter {
       subject: 'loopback-leaf'
     }).finish()
     return proto.CertChain.encode({
-      // The leaf is really signed by the intermediate key (7.x checks it).
+      // The leaf is really signed by the intermediate key, so it stays valid
+      // should a later 7.x start honouring the verify result.
       leaf: { details: leafDetails, signature: Buffer.from(Curve.sign(intermediateKey.private, leafDetails)) },
-      // We cannot sign with WhatsApp's root key; neither line enforces this one.
+      // We cannot sign with WhatsApp's root key: any 64 bytes (see above).
       intermediate: { details: intermediateDetails, signature: randomBytes(64) }
     }).finish()
   }
