@@ -120,6 +120,23 @@ test('getSocket, hasSocket, getSocketCount: identity, unknown ids, and non-strin
   assert.equal(getSocketCount(), 1, 'bad lookups change nothing')
 })
 
+test('ids of any length and script are kept exactly (no truncation at buffer edges)', () => {
+  const unique = new Set()
+  for (let n = 245; n < 262; n++) {
+    unique.add('a'.repeat(n)).add('é'.repeat(Math.floor(n / 2)) + 'x').add('a'.repeat(n - 2) + '😀').add('会话'.repeat(n))
+  }
+  unique.add('user:1@s.whatsapp.net').add('x'.repeat(100_000))
+  const ids = [...unique]
+  const sockets = ids.map((id) => registerSocket(id, { ev: { on () {}, off () {} }, end () {} }, { track: false }))
+  assert.equal(getSocketCount(), ids.length, 'no two ids collapsed into one')
+  ids.forEach((id, i) => {
+    assert.equal(getSocket(id), sockets[i], `getSocket of a ${id.length}-char id`)
+    assert.equal(hasSocket(id.slice(0, -1)), ids.includes(id.slice(0, -1)))
+  })
+  assert.deepEqual(Object.keys(getAllSessions()), ids)
+  assert.deepEqual([...getAllSockets().keys()], ids)
+})
+
 test('getAllSockets returns a new Map copy that works with forEach', () => {
   const a = connect('a', 'silent')
   const b = connect('b', 'silent')

@@ -976,8 +976,9 @@ fn current_thread_id(env: js::Env) -> u32 {
 
 /// An environment is going away: its sessions leave the process-wide table.
 fn teardown_env(env_key: table::EnvKey) {
+  // Its own subscriptions go first: their channels are being finalized with it.
+  events::remove_env(env_key);
   for (id, record) in table::remove_owned_by(env_key) {
     events::emit(&id, ChangeKind::Removed, Some(record.state), None);
   }
-  events::remove_env(env_key);
 }

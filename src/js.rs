@@ -166,7 +166,9 @@ pub fn with_str<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
   if status != sys::Status::napi_ok {
     return None;
   }
-  if len + 1 < buf.len() {
+  // Node copies whole characters only, so a string is complete when at least one more
+  // character (up to 4 bytes) would still have fitted.
+  if len + 4 < buf.len() {
     return std::str::from_utf8(&buf[..len]).ok().map(f);
   }
   // Possibly truncated: ask for the length, then read it whole.
