@@ -37,7 +37,7 @@ export declare function getAllSessions(): Record<string, SessionState>
 export declare function getAllSockets<T = any>(): Map<string, T>
 
 /** The session's state as a new plain object, or `null`. Answers for every thread. */
-export declare function getSessionState<T extends Record<string, unknown> = Record<string, unknown>>(sessionId: string): (SessionState & T) | null
+export declare function getSessionState<T extends object = Record<string, unknown>>(sessionId: string): (SessionState & T) | null
 
 /** The socket registered under `sessionId` in this thread (the very same object), or `null`. */
 export declare function getSocket<T = any>(sessionId: string): T | null
@@ -54,26 +54,26 @@ export declare function getStats(): RegistryStats
 /** Whether `sessionId` has a socket in this thread. */
 export declare function hasSocket(sessionId: string): boolean
 
-/** Why and when a session's socket last closed. */
+/** Why and when a session's socket last closed. Every key is always present. */
 export interface LastDisconnect {
   /**
-   * The Boom status code (`lastDisconnect.error.output.statusCode`), or `null` when the
-   * error had none (a decode failure, `end(undefined)`).
+   * The Boom status code (`lastDisconnect.error.output.statusCode`: 401, 408, 428, 440,
+   * 515, ...), or `null` when the error had none (a decode failure, `end(undefined)`).
    */
-  code?: number | null
+  code: number | null
   /**
-   * The `DisconnectReason` name of `code` (`'loggedOut'`, `'connectionReplaced'`,
-   * `'restartRequired'`, `'connectionClosed'`, `'connectionLost'`, `'timedOut'`, ...).
+   * The name Baileys' `DisconnectReason` gives `code` (`408` is `timedOut` when the message
+   * says "Timed Out", else `connectionLost`), or `null` for a code it does not name.
    */
-  reason?: string | null
-  /** The error's message. */
-  message?: string | null
+  reason: 'connectionClosed' | 'connectionLost' | 'timedOut' | 'connectionReplaced' | 'loggedOut' | 'badSession' | 'restartRequired' | 'multideviceMismatch' | 'forbidden' | 'unavailableService' | null
+  /** The error's message, or `null` when the socket closed without an error. */
+  message: string | null
   /** When it closed (epoch ms). */
   at: number
 }
 
 /**
- * Reads a snapshot written by [`saveSnapshot`] and resolves with its sessions. It changes
+ * Reads a snapshot written by {@link saveSnapshot} and resolves with its sessions. It changes
  * nothing in the registry (it does not invent sockets): the bot re-creates its sockets from
  * the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO`,
  * `ERR_SNAPSHOT_CORRUPT` (truncated or malformed) or `ERR_SNAPSHOT_VERSION`.
@@ -90,7 +90,7 @@ export declare function loadSnapshot(path: string): Promise<SavedSession[]>
  */
 export declare function onStateChange(listener: (event: StateChangeEvent) => void): () => boolean
 
-/** Options for [`registerSocket`]. */
+/** Options for `registerSocket`. */
 export interface RegisterOptions {
   /** Follow the socket's Baileys events to keep the session's state (default `true`). */
   track?: boolean
@@ -119,18 +119,32 @@ export interface RegisterOptions {
  */
 export declare function registerSocket<T extends object>(sessionId: string, socket: T, options?: RegisterOptions): T
 
-/** Settings for [`configure`]; every field is optional. */
+/** Settings for `configure`; every field is optional. */
 export interface RegistryConfig {
   /**
    * A session with no activity for longer than this is listed in `inactiveSessions`
-   * (default 600000: 10 minutes).
+   * (ms >= 1; default 600000: 10 minutes).
    */
   idleAfterMs?: number
-  /** A session in `connecting` for longer than this emits a `stuck` event (default 60000). */
+  /**
+   * A session in `connecting` for longer than this emits a `stuck` event (ms >= 1; default
+   * 60000).
+   */
   stuckAfterMs?: number
 }
 
-/** What `getStats()` returns, for every session of the process. */
+/**
+ * The stable `code` of every error the registry throws (or rejects a promise with); match
+ * on it, never on the message. Errors for a value of the wrong type are `TypeError`s
+ * (`ERR_INVALID_*`, `ERR_FORBIDDEN_STATE_KEY`, `ERR_READ_ONLY_STATE_KEY`,
+ * `ERR_MISSING_SESSION_ID`), the others plain `Error`s.
+ */
+export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_INTERNAL'
+
+/**
+ * What `getStats()` returns, for every session of the process: the shape of
+ * socket-factory.js's `getStats()` plus `byStatus`, `idleAfterMs` and `socketFaults`.
+ */
 export interface RegistryStats {
   /** How many sessions are registered. */
   totalSessions: number
@@ -146,29 +160,48 @@ export interface RegistryStats {
   disconnectedSessions: Array<string>
   /** Sessions per status. */
   byStatus: StatusCounts
-  /** The idle threshold used for `inactiveSessions`. */
+  /** The idle threshold used for `inactiveSessions` (ms). */
   idleAfterMs: number
   /** Socket faults recorded so far. */
   socketFaults: SocketFaults
 }
 
-/** One session in a snapshot (what `loadSnapshot` resolves with). */
+/**
+ * One session in a snapshot (what `loadSnapshot` resolves with). Every key is always
+ * present.
+ */
 export interface SavedSession {
+  /** The session id. */
   sessionId: string
+  /** When the socket was registered (epoch ms). */
   createdAt: number
+  /** The last activity (epoch ms). */
   lastActivity: number
+  /** Whether the socket was connected when the snapshot was taken. */
   isConnected: boolean
-  error?: string | null
-  status?: SessionStatus | null
-  lastDisconnect?: LastDisconnect | null
-  me?: SessionIdentity | null
+  /** The last error message, or `null`. */
+  error: string | null
+  /** The status, or `null` for an untracked session. */
+  status: SessionStatus | null
+  /** The last close, or `null`. */
+  lastDisconnect: LastDisconnect | null
+  /** The logged-in identity, or `null`. */
+  me: SessionIdentity | null
+  /** How many times the socket reached `open`. */
   connects: number
+  /** How many times the socket closed. */
   disconnects: number
-  connectedAt?: number | null
-  disconnectedAt?: number | null
-  lastInboundAt?: number | null
-  lastOutboundAt?: number | null
+  /** When it last reached `open` (epoch ms), or `null`. */
+  connectedAt: number | null
+  /** When it last closed (epoch ms), or `null`. */
+  disconnectedAt: number | null
+  /** When the last inbound message arrived (epoch ms), or `null`. */
+  lastInboundAt: number | null
+  /** When the last own message was seen (epoch ms), or `null`. */
+  lastOutboundAt: number | null
+  /** How many inbound messages were seen. */
   messagesIn: number
+  /** How many outbound messages were seen. */
   messagesOut: number
   /** Keys the bot set with `updateSessionState`. */
   custom: Record<string, unknown>
@@ -185,19 +218,25 @@ export declare function saveSnapshot(path: string): Promise<SnapshotInfo>
 
 /** A session with an error, in `getStats().errorSessions`. */
 export interface SessionError {
+  /** The session id. */
   sessionId: string
+  /** Its error message (never empty). */
   error: string
 }
 
-/** The logged-in identity, from `socket.authState.creds.me`. */
+/** The logged-in identity, from `socket.authState.creds.me`. Both keys are always present. */
 export interface SessionIdentity {
   /** The phone JID (`...@s.whatsapp.net`), `null` until paired. */
-  id?: string | null
+  id: string | null
   /** The LID (`...@lid`), `null` until the server sends it. */
-  lid?: string | null
+  lid: string | null
 }
 
-/** A session's state, as `getSessionState` returns it. */
+/**
+ * A session's state, as `getSessionState` returns it (a new plain object each call; the
+ * bot's own keys from `updateSessionState` are on it too). Every key below is always
+ * present.
+ */
 export interface SessionState {
   /** When the socket was registered (epoch ms, as `Date.now()` gives). */
   createdAt: number
@@ -206,15 +245,15 @@ export interface SessionState {
   /** Whether the socket is connected (`open`). */
   isConnected: boolean
   /** The last error message (a close's error message, or what the bot set), else `null`. */
-  error?: string | null
+  error: string | null
   /** The status; `null` for a socket registered with `{ track: false }`. */
-  status?: SessionStatus | null
+  status: SessionStatus | null
   /** Whether the registry follows this socket's events. */
   tracked: boolean
   /** The last close, or `null` if it never closed. */
-  lastDisconnect?: LastDisconnect | null
+  lastDisconnect: LastDisconnect | null
   /** The logged-in identity, `null` until known. */
-  me?: SessionIdentity | null
+  me: SessionIdentity | null
   /** Whether a QR code is waiting to be scanned (the code itself is never stored). */
   hasQr: boolean
   /** How many times the socket reached `open`. */
@@ -222,13 +261,19 @@ export interface SessionState {
   /** How many times the socket closed. */
   disconnects: number
   /** When it last reached `open` (epoch ms), or `null`. */
-  connectedAt?: number | null
+  connectedAt: number | null
   /** When it last closed (epoch ms), or `null`. */
-  disconnectedAt?: number | null
-  /** When the last live message from someone else arrived (`messages.upsert`, `notify`). */
-  lastInboundAt?: number | null
-  /** When the last own message was seen (`messages.upsert` with `key.fromMe`). */
-  lastOutboundAt?: number | null
+  disconnectedAt: number | null
+  /**
+   * When the last live message from someone else arrived (`messages.upsert`, `notify`;
+   * epoch ms), or `null`.
+   */
+  lastInboundAt: number | null
+  /**
+   * When the last own message was seen (`messages.upsert` with `key.fromMe`; epoch ms), or
+   * `null`.
+   */
+  lastOutboundAt: number | null
   /** How many inbound messages were seen. */
   messagesIn: number
   /** How many outbound messages were seen. */
@@ -238,18 +283,46 @@ export interface SessionState {
 }
 
 /**
- * The keys of a session's state that `updateSessionState` may set (any other key is kept as
- * custom JSON data; the registry-kept keys are refused).
+ * What `updateSessionState` accepts besides the bot's own keys (which it keeps as JSON data:
+ * strings, numbers, booleans, `null`, arrays and plain objects). The keys typed `never` are
+ * kept by the registry: setting one throws `ERR_READ_ONLY_STATE_KEY`. `lastActivity` is not
+ * settable either: every update sets it to now.
  */
 export interface SessionStateUpdate {
-  /** Creation time (epoch ms). */
-  createdAt: number
+  /** Creation time (epoch ms, a finite number). */
+  createdAt?: number
   /** Whether the socket is connected. */
-  isConnected: boolean
-  /** The last error message; an `Error` is stored as its message. */
+  isConnected?: boolean
+  /** The last error: a message, `null` to clear it, or an `Error` (its message is stored). */
   error?: string | Error | null
-  /** The session's status. */
+  /** The session's status, or `null` to clear it. */
   status?: SessionStatus | null
+  /** Kept by the registry. */
+  threadId?: never
+  /** Kept by the registry. */
+  tracked?: never
+  /** Kept by the registry. */
+  lastDisconnect?: never
+  /** Kept by the registry. */
+  me?: never
+  /** Kept by the registry. */
+  hasQr?: never
+  /** Kept by the registry. */
+  connects?: never
+  /** Kept by the registry. */
+  disconnects?: never
+  /** Kept by the registry. */
+  connectedAt?: never
+  /** Kept by the registry. */
+  disconnectedAt?: never
+  /** Kept by the registry. */
+  lastInboundAt?: never
+  /** Kept by the registry. */
+  lastOutboundAt?: never
+  /** Kept by the registry. */
+  messagesIn?: never
+  /** Kept by the registry. */
+  messagesOut?: never
 }
 
 /**
@@ -261,19 +334,26 @@ export interface SessionStateUpdate {
  */
 export type SessionStatus = 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired'
 
-/** One row of `getStats().activeSessions` (times as ISO-8601 strings). */
+/**
+ * One row of `getStats().activeSessions` (times as ISO-8601 strings). Every key is always
+ * present.
+ */
 export interface SessionSummary {
+  /** The session id. */
   sessionId: string
-  /** ISO-8601. */
+  /** When the socket was registered (ISO-8601, e.g. `2025-01-31T12:00:00.000Z`). */
   createdAt: string
-  /** ISO-8601. */
+  /** The last activity (ISO-8601). */
   lastActivity: string
+  /** Whether the socket is connected (`open`). */
   isConnected: boolean
-  error?: string | null
-  status?: SessionStatus | null
+  /** The last error message, or `null`. */
+  error: string | null
+  /** The status; `null` for a socket registered with `{ track: false }`. */
+  status: SessionStatus | null
 }
 
-/** What [`saveSnapshot`] wrote. */
+/** What `saveSnapshot` wrote. */
 export interface SnapshotInfo {
   /** The file written. */
   path: string
@@ -291,10 +371,14 @@ export interface SocketFaults {
   /** How many since the process started. */
   count: number
   /** The last one, or `null`. */
-  last?: string | null
+  last: string | null
 }
 
-/** Session id fields read by the function `createSocketWrapper` returns. */
+/**
+ * The session id fields read by the function `createSocketWrapper` returns: `sessionId`,
+ * or else `auth.sessionId` (a non-empty string; without either it throws
+ * `ERR_MISSING_SESSION_ID`).
+ */
 export interface SocketWrapperConfig {
   /** The session id to register the socket under. */
   sessionId?: string
@@ -302,31 +386,48 @@ export interface SocketWrapperConfig {
 
 /** What `onStateChange` listeners receive. */
 export interface StateChangeEvent {
+  /** The session that changed. */
   sessionId: string
   /**
-   * `registered` (previous: the replaced session's state, if any), `status` (status or
-   * isConnected changed), `removed` (current is `null`), `stuck` (in `connecting` longer
+   * `registered` (`previous`: the replaced session's state, or `null`), `status` (status or
+   * isConnected changed), `removed` (`current` is `null`), `stuck` (in `connecting` longer
    * than `stuckAfterMs`).
    */
   type: StateChangeType
-  previous?: SessionState | null
-  current?: SessionState | null
+  /** The state before the change, or `null` (a new session). */
+  previous: SessionState | null
+  /** The state after the change, or `null` (removed). */
+  current: SessionState | null
   /** The thread that owns the session's socket. */
   threadId: number
 }
 
-/** What a state-change event reports. */
+/**
+ * What a state-change event reports: `registered`, `status` (status or `isConnected`
+ * changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`).
+ */
 export type StateChangeType = 'registered' | 'status' | 'removed' | 'stuck'
 
-/** Sessions per status; `untracked` counts sessions without one. */
+/**
+ * How many sessions have each status; `untracked` counts sessions without one (registered
+ * with `{ track: false }`). The counts add up to `totalSessions`.
+ */
 export interface StatusCounts {
+  /** Sessions in `connecting`. */
   connecting: number
+  /** Sessions waiting for a QR scan. */
   qr: number
+  /** Sessions logged in. */
   open: number
+  /** Sessions closed (may reconnect). */
   closed: number
+  /** Sessions logged out (401). */
   loggedOut: number
+  /** Sessions replaced by another client (440). */
   replaced: number
+  /** Sessions that need a new socket (515). */
   restartRequired: number
+  /** Sessions the registry does not track. */
   untracked: number
 }
 
@@ -348,7 +449,7 @@ export declare function unregisterSocket(sessionId: string): boolean
  * `prototype` (at any depth), and `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets.
  * Nothing is changed when it throws.
  */
-export declare function updateSessionState<T extends Record<string, unknown> = Record<string, unknown>>(sessionId: string, updates: Partial<SessionStateUpdate> & T): void
+export declare function updateSessionState<T extends object = {}>(sessionId: string, updates: SessionStateUpdate & T): void
 
 /**
  * Resolves with the session's state when it reaches `status` (at once if it already has it).
@@ -358,7 +459,7 @@ export declare function updateSessionState<T extends Record<string, unknown> = R
  */
 export declare function waitForState(sessionId: string, status: SessionStatus, options?: WaitOptions): Promise<SessionState>
 
-/** Options for [`waitForState`]. */
+/** Options for `waitForState`. */
 export interface WaitOptions {
   /**
    * Give up after this many milliseconds (`ERR_WAIT_TIMEOUT`). Without it, waits until the

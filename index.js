@@ -848,6 +848,7 @@ module.exports.hasSocket = nativeBinding.hasSocket
 module.exports.loadSnapshot = nativeBinding.loadSnapshot
 module.exports.onStateChange = nativeBinding.onStateChange
 module.exports.registerSocket = nativeBinding.registerSocket
+module.exports.RegistryErrorCode = nativeBinding.RegistryErrorCode
 module.exports.saveSnapshot = nativeBinding.saveSnapshot
 module.exports.SessionStatus = nativeBinding.SessionStatus
 module.exports.StateChangeType = nativeBinding.StateChangeType

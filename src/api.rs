@@ -400,8 +400,8 @@ pub fn clear_all(env: Env) {
 /// `prototype` (at any depth), and `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets.
 /// Nothing is changed when it throws.
 #[napi(
-  ts_generic_types = "T extends Record<string, unknown> = Record<string, unknown>",
-  ts_args_type = "sessionId: string, updates: Partial<SessionStateUpdate> & T"
+  ts_generic_types = "T extends object = {}",
+  ts_args_type = "sessionId: string, updates: SessionStateUpdate & T"
 )]
 pub fn update_session_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result<()> {
   finish(&env, update_state(env.raw(), session_id.0, updates.0))
@@ -424,7 +424,7 @@ fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
 
 /// The session's state as a new plain object, or `null`. Answers for every thread.
 #[napi(
-  ts_generic_types = "T extends Record<string, unknown> = Record<string, unknown>",
+  ts_generic_types = "T extends object = Record<string, unknown>",
   ts_args_type = "sessionId: string",
   ts_return_type = "(SessionState & T) | null"
 )]
@@ -923,7 +923,7 @@ fn save_js(env: js::Env, path: Value) -> JsResult<Value> {
   })
 }
 
-/// Reads a snapshot written by [`saveSnapshot`] and resolves with its sessions. It changes
+/// Reads a snapshot written by {@link saveSnapshot} and resolves with its sessions. It changes
 /// nothing in the registry (it does not invent sockets): the bot re-creates its sockets from
 /// the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO`,
 /// `ERR_SNAPSHOT_CORRUPT` (truncated or malformed) or `ERR_SNAPSHOT_VERSION`.

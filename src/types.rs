@@ -1,5 +1,14 @@
 //! Shapes that exist only to describe the API in `index.d.ts`: the values themselves are
 //! built by `convert.rs` and `api.rs`. Doc comments here become the typings' JSDoc.
+//!
+//! Conventions, so the generated typings say exactly what the values hold:
+//! - a key that is always present but may be `null` is a non-`Option` field with
+//!   `#[napi(ts_type = "... | null")]`: napi-rs writes `key: T | null`, never `key?:`;
+//! - an `Option` field (`key?: T`) is only for what the caller may leave out (options);
+//! - `#[napi(string_enum)]` becomes a string-literal union because the build passes
+//!   `--no-const-enum` (also set as `napi.constEnum: false` in package.json).
+//!
+//! None of these types is used at run time: the Rust field types only have to compile.
 
 #![allow(dead_code)]
 
@@ -28,7 +37,8 @@ pub enum SessionStatus {
   RestartRequired,
 }
 
-/// What a state-change event reports.
+/// What a state-change event reports: `registered`, `status` (status or `isConnected`
+/// changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`).
 #[napi(string_enum)]
 pub enum StateChangeType {
   #[napi(value = "registered")]
@@ -41,52 +51,166 @@ pub enum StateChangeType {
   Stuck,
 }
 
-/// Why and when a session's socket last closed.
+/// The stable `code` of every error the registry throws (or rejects a promise with); match
+/// on it, never on the message. Errors for a value of the wrong type are `TypeError`s
+/// (`ERR_INVALID_*`, `ERR_FORBIDDEN_STATE_KEY`, `ERR_READ_ONLY_STATE_KEY`,
+/// `ERR_MISSING_SESSION_ID`), the others plain `Error`s.
+#[napi(string_enum)]
+pub enum RegistryErrorCode {
+  /// The session id is not a non-empty string.
+  #[napi(value = "ERR_INVALID_SESSION_ID")]
+  InvalidSessionId,
+  /// The socket is not an object.
+  #[napi(value = "ERR_INVALID_SOCKET")]
+  InvalidSocket,
+  /// An options object (`registerSocket`, `configure`, `waitForState`) or a snapshot path
+  /// is malformed.
+  #[napi(value = "ERR_INVALID_OPTIONS")]
+  InvalidOptions,
+  /// `updateSessionState` got something other than a plain object.
+  #[napi(value = "ERR_INVALID_STATE_UPDATE")]
+  InvalidStateUpdate,
+  /// A state value has the wrong type for its key, or is not JSON data.
+  #[napi(value = "ERR_INVALID_STATE_VALUE")]
+  InvalidStateValue,
+  /// `__proto__`, `constructor` or `prototype` in a state update (at any depth).
+  #[napi(value = "ERR_FORBIDDEN_STATE_KEY")]
+  ForbiddenStateKey,
+  /// A state key that only the registry sets.
+  #[napi(value = "ERR_READ_ONLY_STATE_KEY")]
+  ReadOnlyStateKey,
+  /// Another worker thread owns the session and `takeover` was not asked for.
+  #[napi(value = "ERR_SESSION_OWNED_BY_OTHER_THREAD")]
+  SessionOwnedByOtherThread,
+  /// The function from `createSocketWrapper` was called without a session id.
+  #[napi(value = "ERR_MISSING_SESSION_ID")]
+  MissingSessionId,
+  /// `createSocketWrapper` got a `makeWASocket` that is not a function.
+  #[napi(value = "ERR_INVALID_FACTORY")]
+  InvalidFactory,
+  /// `onStateChange` got a listener that is not a function.
+  #[napi(value = "ERR_INVALID_LISTENER")]
+  InvalidListener,
+  /// `waitForState` on an unknown session.
+  #[napi(value = "ERR_SESSION_NOT_FOUND")]
+  SessionNotFound,
+  /// `waitForState` ran out of time.
+  #[napi(value = "ERR_WAIT_TIMEOUT")]
+  WaitTimeout,
+  /// The session was removed while `waitForState` waited on it.
+  #[napi(value = "ERR_SESSION_REMOVED")]
+  SessionRemoved,
+  /// The session reached a status from which the awaited one cannot follow.
+  #[napi(value = "ERR_STATE_UNREACHABLE")]
+  StateUnreachable,
+  /// The snapshot file does not exist.
+  #[napi(value = "ERR_SNAPSHOT_NOT_FOUND")]
+  SnapshotNotFound,
+  /// A snapshot file could not be read or written.
+  #[napi(value = "ERR_SNAPSHOT_IO")]
+  SnapshotIo,
+  /// A snapshot file is not valid JSON of the expected shape.
+  #[napi(value = "ERR_SNAPSHOT_CORRUPT")]
+  SnapshotCorrupt,
+  /// A snapshot file has a `version` this build does not read.
+  #[napi(value = "ERR_SNAPSHOT_VERSION")]
+  SnapshotVersion,
+  /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
+  #[napi(value = "ERR_INTERNAL")]
+  Internal,
+}
+
+/// Why and when a session's socket last closed. Every key is always present.
 #[napi(object)]
 pub struct LastDisconnect {
-  /// The Boom status code (`lastDisconnect.error.output.statusCode`), or `null` when the
-  /// error had none (a decode failure, `end(undefined)`).
+  /// The Boom status code (`lastDisconnect.error.output.statusCode`: 401, 408, 428, 440,
+  /// 515, ...), or `null` when the error had none (a decode failure, `end(undefined)`).
   #[napi(ts_type = "number | null")]
-  pub code: Option<f64>,
-  /// The `DisconnectReason` name of `code` (`'loggedOut'`, `'connectionReplaced'`,
-  /// `'restartRequired'`, `'connectionClosed'`, `'connectionLost'`, `'timedOut'`, ...).
+  pub code: f64,
+  /// The name Baileys' `DisconnectReason` gives `code` (`408` is `timedOut` when the message
+  /// says "Timed Out", else `connectionLost`), or `null` for a code it does not name.
+  #[napi(
+    ts_type = "'connectionClosed' | 'connectionLost' | 'timedOut' | 'connectionReplaced' | 'loggedOut' | 'badSession' | 'restartRequired' | 'multideviceMismatch' | 'forbidden' | 'unavailableService' | null"
+  )]
+  pub reason: String,
+  /// The error's message, or `null` when the socket closed without an error.
   #[napi(ts_type = "string | null")]
-  pub reason: Option<String>,
-  /// The error's message.
-  #[napi(ts_type = "string | null")]
-  pub message: Option<String>,
+  pub message: String,
   /// When it closed (epoch ms).
   pub at: f64,
 }
 
-/// The logged-in identity, from `socket.authState.creds.me`.
+/// The logged-in identity, from `socket.authState.creds.me`. Both keys are always present.
 #[napi(object)]
 pub struct SessionIdentity {
   /// The phone JID (`...@s.whatsapp.net`), `null` until paired.
   #[napi(ts_type = "string | null")]
-  pub id: Option<String>,
+  pub id: String,
   /// The LID (`...@lid`), `null` until the server sends it.
   #[napi(ts_type = "string | null")]
-  pub lid: Option<String>,
+  pub lid: String,
 }
 
-/// The keys of a session's state that `updateSessionState` may set (any other key is kept as
-/// custom JSON data; the registry-kept keys are refused).
+/// What `updateSessionState` accepts besides the bot's own keys (which it keeps as JSON data:
+/// strings, numbers, booleans, `null`, arrays and plain objects). The keys typed `never` are
+/// kept by the registry: setting one throws `ERR_READ_ONLY_STATE_KEY`. `lastActivity` is not
+/// settable either: every update sets it to now.
 #[napi(object)]
 pub struct SessionStateUpdate {
-  /// Creation time (epoch ms).
-  pub created_at: f64,
+  /// Creation time (epoch ms, a finite number).
+  pub created_at: Option<f64>,
   /// Whether the socket is connected.
-  pub is_connected: bool,
-  /// The last error message; an `Error` is stored as its message.
+  pub is_connected: Option<bool>,
+  /// The last error: a message, `null` to clear it, or an `Error` (its message is stored).
   #[napi(ts_type = "string | Error | null")]
   pub error: Option<String>,
-  /// The session's status.
+  /// The session's status, or `null` to clear it.
   #[napi(ts_type = "SessionStatus | null")]
   pub status: Option<String>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub thread_id: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub tracked: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub last_disconnect: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub me: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub has_qr: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub connects: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub disconnects: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub connected_at: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub disconnected_at: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub last_inbound_at: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub last_outbound_at: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub messages_in: Option<bool>,
+  /// Kept by the registry.
+  #[napi(ts_type = "never")]
+  pub messages_out: Option<bool>,
 }
 
-/// A session's state, as `getSessionState` returns it.
+/// A session's state, as `getSessionState` returns it (a new plain object each call; the
+/// bot's own keys from `updateSessionState` are on it too). Every key below is always
+/// present.
 #[napi(object)]
 pub struct SessionState {
   /// When the socket was registered (epoch ms, as `Date.now()` gives).
@@ -97,18 +221,18 @@ pub struct SessionState {
   pub is_connected: bool,
   /// The last error message (a close's error message, or what the bot set), else `null`.
   #[napi(ts_type = "string | null")]
-  pub error: Option<String>,
+  pub error: String,
   /// The status; `null` for a socket registered with `{ track: false }`.
   #[napi(ts_type = "SessionStatus | null")]
-  pub status: Option<String>,
+  pub status: String,
   /// Whether the registry follows this socket's events.
   pub tracked: bool,
   /// The last close, or `null` if it never closed.
   #[napi(ts_type = "LastDisconnect | null")]
-  pub last_disconnect: Option<LastDisconnect>,
+  pub last_disconnect: String,
   /// The logged-in identity, `null` until known.
   #[napi(ts_type = "SessionIdentity | null")]
-  pub me: Option<SessionIdentity>,
+  pub me: String,
   /// Whether a QR code is waiting to be scanned (the code itself is never stored).
   pub has_qr: bool,
   /// How many times the socket reached `open`.
@@ -117,16 +241,18 @@ pub struct SessionState {
   pub disconnects: u32,
   /// When it last reached `open` (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub connected_at: Option<f64>,
+  pub connected_at: f64,
   /// When it last closed (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub disconnected_at: Option<f64>,
-  /// When the last live message from someone else arrived (`messages.upsert`, `notify`).
+  pub disconnected_at: f64,
+  /// When the last live message from someone else arrived (`messages.upsert`, `notify`;
+  /// epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub last_inbound_at: Option<f64>,
-  /// When the last own message was seen (`messages.upsert` with `key.fromMe`).
+  pub last_inbound_at: f64,
+  /// When the last own message was seen (`messages.upsert` with `key.fromMe`; epoch ms), or
+  /// `null`.
   #[napi(ts_type = "number | null")]
-  pub last_outbound_at: Option<f64>,
+  pub last_outbound_at: f64,
   /// How many inbound messages were seen.
   pub messages_in: f64,
   /// How many outbound messages were seen.
@@ -135,38 +261,54 @@ pub struct SessionState {
   pub thread_id: u32,
 }
 
-/// One row of `getStats().activeSessions` (times as ISO-8601 strings).
+/// One row of `getStats().activeSessions` (times as ISO-8601 strings). Every key is always
+/// present.
 #[napi(object)]
 pub struct SessionSummary {
+  /// The session id.
   pub session_id: String,
-  /// ISO-8601.
+  /// When the socket was registered (ISO-8601, e.g. `2025-01-31T12:00:00.000Z`).
   pub created_at: String,
-  /// ISO-8601.
+  /// The last activity (ISO-8601).
   pub last_activity: String,
+  /// Whether the socket is connected (`open`).
   pub is_connected: bool,
+  /// The last error message, or `null`.
   #[napi(ts_type = "string | null")]
-  pub error: Option<String>,
+  pub error: String,
+  /// The status; `null` for a socket registered with `{ track: false }`.
   #[napi(ts_type = "SessionStatus | null")]
-  pub status: Option<String>,
+  pub status: String,
 }
 
 /// A session with an error, in `getStats().errorSessions`.
 #[napi(object)]
 pub struct SessionError {
+  /// The session id.
   pub session_id: String,
+  /// Its error message (never empty).
   pub error: String,
 }
 
-/// Sessions per status; `untracked` counts sessions without one.
+/// How many sessions have each status; `untracked` counts sessions without one (registered
+/// with `{ track: false }`). The counts add up to `totalSessions`.
 #[napi(object)]
 pub struct StatusCounts {
+  /// Sessions in `connecting`.
   pub connecting: u32,
+  /// Sessions waiting for a QR scan.
   pub qr: u32,
+  /// Sessions logged in.
   pub open: u32,
+  /// Sessions closed (may reconnect).
   pub closed: u32,
+  /// Sessions logged out (401).
   pub logged_out: u32,
+  /// Sessions replaced by another client (440).
   pub replaced: u32,
+  /// Sessions that need a new socket (515).
   pub restart_required: u32,
+  /// Sessions the registry does not track.
   pub untracked: u32,
 }
 
@@ -178,10 +320,11 @@ pub struct SocketFaults {
   pub count: f64,
   /// The last one, or `null`.
   #[napi(ts_type = "string | null")]
-  pub last: Option<String>,
+  pub last: String,
 }
 
-/// What `getStats()` returns, for every session of the process.
+/// What `getStats()` returns, for every session of the process: the shape of
+/// socket-factory.js's `getStats()` plus `byStatus`, `idleAfterMs` and `socketFaults`.
 #[napi(object)]
 pub struct RegistryStats {
   /// How many sessions are registered.
@@ -198,7 +341,7 @@ pub struct RegistryStats {
   pub disconnected_sessions: Vec<String>,
   /// Sessions per status.
   pub by_status: StatusCounts,
-  /// The idle threshold used for `inactiveSessions`.
+  /// The idle threshold used for `inactiveSessions` (ms).
   pub idle_after_ms: f64,
   /// Socket faults recorded so far.
   pub socket_faults: SocketFaults,
@@ -207,53 +350,73 @@ pub struct RegistryStats {
 /// What `onStateChange` listeners receive.
 #[napi(object)]
 pub struct StateChangeEvent {
+  /// The session that changed.
   pub session_id: String,
-  /// `registered` (previous: the replaced session's state, if any), `status` (status or
-  /// isConnected changed), `removed` (current is `null`), `stuck` (in `connecting` longer
+  /// `registered` (`previous`: the replaced session's state, or `null`), `status` (status or
+  /// isConnected changed), `removed` (`current` is `null`), `stuck` (in `connecting` longer
   /// than `stuckAfterMs`).
   #[napi(ts_type = "StateChangeType")]
   pub r#type: String,
+  /// The state before the change, or `null` (a new session).
   #[napi(ts_type = "SessionState | null")]
-  pub previous: Option<SessionState>,
+  pub previous: String,
+  /// The state after the change, or `null` (removed).
   #[napi(ts_type = "SessionState | null")]
-  pub current: Option<SessionState>,
+  pub current: String,
   /// The thread that owns the session's socket.
   pub thread_id: u32,
 }
 
-/// One session in a snapshot (what `loadSnapshot` resolves with).
+/// One session in a snapshot (what `loadSnapshot` resolves with). Every key is always
+/// present.
 #[napi(object)]
 pub struct SavedSession {
+  /// The session id.
   pub session_id: String,
+  /// When the socket was registered (epoch ms).
   pub created_at: f64,
+  /// The last activity (epoch ms).
   pub last_activity: f64,
+  /// Whether the socket was connected when the snapshot was taken.
   pub is_connected: bool,
+  /// The last error message, or `null`.
   #[napi(ts_type = "string | null")]
-  pub error: Option<String>,
+  pub error: String,
+  /// The status, or `null` for an untracked session.
   #[napi(ts_type = "SessionStatus | null")]
-  pub status: Option<String>,
+  pub status: String,
+  /// The last close, or `null`.
   #[napi(ts_type = "LastDisconnect | null")]
-  pub last_disconnect: Option<LastDisconnect>,
+  pub last_disconnect: String,
+  /// The logged-in identity, or `null`.
   #[napi(ts_type = "SessionIdentity | null")]
-  pub me: Option<SessionIdentity>,
+  pub me: String,
+  /// How many times the socket reached `open`.
   pub connects: u32,
+  /// How many times the socket closed.
   pub disconnects: u32,
+  /// When it last reached `open` (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub connected_at: Option<f64>,
+  pub connected_at: f64,
+  /// When it last closed (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub disconnected_at: Option<f64>,
+  pub disconnected_at: f64,
+  /// When the last inbound message arrived (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub last_inbound_at: Option<f64>,
+  pub last_inbound_at: f64,
+  /// When the last own message was seen (epoch ms), or `null`.
   #[napi(ts_type = "number | null")]
-  pub last_outbound_at: Option<f64>,
+  pub last_outbound_at: f64,
+  /// How many inbound messages were seen.
   pub messages_in: f64,
+  /// How many outbound messages were seen.
   pub messages_out: f64,
   /// Keys the bot set with `updateSessionState`.
   #[napi(ts_type = "Record<string, unknown>")]
   pub custom: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Options for [`registerSocket`].
+/// Options for `registerSocket`.
 #[napi(object)]
 pub struct RegisterOptions {
   /// Follow the socket's Baileys events to keep the session's state (default `true`).
@@ -264,24 +427,27 @@ pub struct RegisterOptions {
   pub takeover: Option<bool>,
 }
 
-/// Session id fields read by the function `createSocketWrapper` returns.
+/// The session id fields read by the function `createSocketWrapper` returns: `sessionId`,
+/// or else `auth.sessionId` (a non-empty string; without either it throws
+/// `ERR_MISSING_SESSION_ID`).
 #[napi(object)]
 pub struct SocketWrapperConfig {
   /// The session id to register the socket under.
   pub session_id: Option<String>,
 }
 
-/// Settings for [`configure`]; every field is optional.
+/// Settings for `configure`; every field is optional.
 #[napi(object)]
 pub struct RegistryConfig {
   /// A session with no activity for longer than this is listed in `inactiveSessions`
-  /// (default 600000: 10 minutes).
+  /// (ms >= 1; default 600000: 10 minutes).
   pub idle_after_ms: Option<f64>,
-  /// A session in `connecting` for longer than this emits a `stuck` event (default 60000).
+  /// A session in `connecting` for longer than this emits a `stuck` event (ms >= 1; default
+  /// 60000).
   pub stuck_after_ms: Option<f64>,
 }
 
-/// Options for [`waitForState`].
+/// Options for `waitForState`.
 #[napi(object)]
 pub struct WaitOptions {
   /// Give up after this many milliseconds (`ERR_WAIT_TIMEOUT`). Without it, waits until the
@@ -289,7 +455,7 @@ pub struct WaitOptions {
   pub timeout_ms: Option<f64>,
 }
 
-/// What [`saveSnapshot`] wrote.
+/// What `saveSnapshot` wrote.
 #[napi(object)]
 pub struct SnapshotInfo {
   /// The file written.
