@@ -328,6 +328,7 @@ test('bad input throws an Error with a stable code and changes nothing', () => {
   assertCode(() => updateSessionState('keep', { isConnected: 'yes' }), 'ERR_INVALID_STATE_VALUE')
   assertCode(() => updateSessionState('keep', { status: 'bogus' }), 'ERR_INVALID_STATE_VALUE')
   assertCode(() => updateSessionState('keep', { createdAt: 'yesterday' }), 'ERR_INVALID_STATE_VALUE')
+  assertCode(() => updateSessionState('keep', { createdAt: 1e20 }), 'ERR_INVALID_STATE_VALUE')
   assertCode(() => updateSessionState('keep', { error: 5 }), 'ERR_INVALID_STATE_VALUE')
   assertCode(() => updateSessionState('keep', { plan: 'x', fn: () => 1 }), 'ERR_INVALID_STATE_VALUE')
   assertCode(() => updateSessionState('keep', { big: 1n }), 'ERR_INVALID_STATE_VALUE')

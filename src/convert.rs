@@ -9,6 +9,10 @@ use crate::errors::RegistryError;
 use crate::js::{self, Env, Fail, JsResult, Value};
 use crate::state::{SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
 
+/// The times `getStats` can print as `YYYY-MM-DDTHH:mm:ss.sssZ` (years 0000 to 9999).
+const MIN_TIME_MS: f64 = -62_167_219_200_000.0;
+const MAX_TIME_MS: f64 = 253_402_300_799_999.0;
+
 /// Deepest nesting accepted in a custom state value (also stops cycles).
 const MAX_DEPTH: usize = 64;
 
@@ -245,8 +249,13 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
       "createdAt" => {
         patch.created_at = Some(
           js::get_number(env, v)
-            .filter(|n| n.is_finite())
-            .ok_or_else(|| wrong_type("createdAt", "a finite number of epoch milliseconds"))?,
+            .filter(|n| (MIN_TIME_MS..=MAX_TIME_MS).contains(n))
+            .ok_or_else(|| {
+              wrong_type(
+                "createdAt",
+                "a number of epoch milliseconds within years 0000 to 9999",
+              )
+            })?,
         )
       }
       "isConnected" => {

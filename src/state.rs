@@ -576,5 +576,14 @@ mod tests {
     assert_eq!(iso_string(951_782_400_000.0), "2000-02-29T00:00:00.000Z");
     assert_eq!(iso_string(-1.0), "1969-12-31T23:59:59.999Z");
     assert_eq!(iso_string(f64::NAN), "");
+    // The bounds `updateSessionState` accepts for createdAt.
+    assert_eq!(
+      iso_string(-62_167_219_200_000.0),
+      "0000-01-01T00:00:00.000Z"
+    );
+    assert_eq!(
+      iso_string(253_402_300_799_999.0),
+      "9999-12-31T23:59:59.999Z"
+    );
   }
 }
