@@ -48,6 +48,8 @@ const native = require('../index.js')
 const baseline = require('./socket-factory.baseline.js')
 const argv = process.argv.slice(2)
 const QUICK = argv.includes('--quick')
+// --out FILE: where to write the JSON (default bench/results.json).
+const OUT = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : new URL('./results.json', import.meta.url)
 const SIZES = argv.includes('--sizes') ? argv[argv.indexOf('--sizes') + 1].split(',').map(Number) : null
 const HERE = fileURLToPath(new URL('.', import.meta.url))
 
@@ -130,14 +132,14 @@ async function main () {
     noise,
     targets
   }
-  writeFileSync(new URL('./results.json', import.meta.url), JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n')
 
   log('\n' + renderTable(result.rows) + '\n')
   if (memory) log('\n' + renderMemory(memory) + '\n')
   if (cross.length) log('\n' + renderCross(cross) + '\n')
   log(`\nnoise: 1-argument floor ${fmt(noise.floor1ArgStart)} at start, ${fmt(noise.floor1ArgEnd)} at end; load average ${noise.loadAverageStart.toFixed(2)} at start, ${noise.loadAverageEnd.toFixed(2)} at end (${result.nproc} CPUs)\n`)
   log('\n' + renderTargets(targets) + '\n')
-  log(`\nwrote bench/results.json (${result.seconds} s)\n`)
+  log(`\nwrote ${typeof OUT === 'string' ? OUT : 'bench/results.json'} (${result.seconds} s)\n`)
   native.clearAll()
   baseline.clearAll()
 }
