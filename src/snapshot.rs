@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::errors::RegistryError;
-use crate::state::{LastDisconnect, Me, SessionState, Status};
+use crate::state::{LastDisconnect, Me, SessionState, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
 
 /// The format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -104,10 +104,61 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotFile, RegistryError> 
       )))
     }
   }
-  serde_json::from_value(value).map_err(|e| {
+  let file: SnapshotFile = serde_json::from_value(value).map_err(|e| {
     RegistryError::SnapshotCorrupt(format!(
       "snapshot {shown} does not have the expected shape: {e}"
     ))
+  })?;
+  for session in &file.sessions {
+    if let Some(problem) = custom_key_problem(&session.custom) {
+      return Err(RegistryError::SnapshotCorrupt(format!(
+        "snapshot {shown}: session '{}' has {problem}, which updateSessionState never stores",
+        session.session_id
+      )));
+    }
+  }
+  Ok(file)
+}
+
+/// State keys `updateSessionState` keeps in their own fields (or ignores), so they never
+/// appear among the custom keys of a state the registry saved.
+const FIELD_KEYS: [&str; 5] = [
+  "createdAt",
+  "lastActivity",
+  "isConnected",
+  "error",
+  "status",
+];
+
+/// Custom keys that no snapshot written by the registry can hold: a key that could reach a
+/// prototype (at any depth), a key only the registry sets, or a key with its own field. A file
+/// holding one was not written by `saveSnapshot`; refusing it keeps such keys away from a bot
+/// that would copy `custom` with `Object.assign` or hand it back to `updateSessionState`.
+fn custom_key_problem(custom: &Map<String, Value>) -> Option<String> {
+  fn forbidden_in(v: &Value, path: &str) -> Option<String> {
+    match v {
+      Value::Object(map) => map.iter().find_map(|(k, v)| {
+        let here = format!("{path}.{k}");
+        if FORBIDDEN_KEYS.contains(&k.as_str()) {
+          Some(format!("the key '{here}'"))
+        } else {
+          forbidden_in(v, &here)
+        }
+      }),
+      Value::Array(items) => items
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| forbidden_in(v, &format!("{path}[{i}]"))),
+      _ => None,
+    }
+  }
+  custom.iter().find_map(|(k, v)| {
+    let key = k.as_str();
+    if FORBIDDEN_KEYS.contains(&key) || READ_ONLY_KEYS.contains(&key) || FIELD_KEYS.contains(&key) {
+      Some(format!("the custom key '{key}'"))
+    } else {
+      forbidden_in(v, key)
+    }
   })
 }
 
@@ -122,11 +173,23 @@ fn io_error(action: &str, path: &Path, e: std::io::Error) -> RegistryError {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// At most this many bytes of the target's name go into the temporary file's name, so that
+/// with its prefix and suffix it stays within NAME_MAX (255 bytes on common file systems) for
+/// any target name that is itself valid.
+const TMP_NAME_KEEP: usize = 200;
+
 fn temp_path_for(target: &Path) -> PathBuf {
-  let name = target
+  let mut name = target
     .file_name()
     .map(|n| n.to_string_lossy().into_owned())
     .unwrap_or_else(|| "snapshot".into());
+  if name.len() > TMP_NAME_KEEP {
+    let mut cut = TMP_NAME_KEEP;
+    while !name.is_char_boundary(cut) {
+      cut -= 1;
+    }
+    name.truncate(cut);
+  }
   let unique = format!(
     ".{name}.{}.{}.tmp",
     std::process::id(),
@@ -191,11 +254,33 @@ pub fn read(path: &Path) -> Result<SnapshotFile, RegistryError> {
 mod tests {
   use super::*;
 
-  fn scratch_dir(name: &str) -> PathBuf {
+  /// A fresh directory for one test, removed again when the test is done.
+  struct Scratch(PathBuf);
+
+  impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+      &self.0
+    }
+  }
+
+  impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+      &self.0
+    }
+  }
+
+  impl Drop for Scratch {
+    fn drop(&mut self) {
+      let _ = fs::remove_dir_all(&self.0);
+    }
+  }
+
+  fn scratch_dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("bsr-snap-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
   }
 
   fn sample() -> Vec<SavedSession> {
@@ -245,6 +330,47 @@ mod tests {
     assert_eq!(read(&path).unwrap_err().code(), "ERR_SNAPSHOT_CORRUPT");
     fs::write(&path, b"[]").unwrap();
     assert_eq!(read(&path).unwrap_err().code(), "ERR_SNAPSHOT_CORRUPT");
+  }
+
+  #[test]
+  fn keys_the_registry_never_stores_are_refused() {
+    let dir = scratch_dir("keys");
+    let path = dir.join("s.json");
+    let with_custom = |custom: &str| {
+      let text = String::from_utf8(encode(1.0, sample()).unwrap()).unwrap();
+      let text = text.replace("\"phone\": \"+100\"", custom);
+      assert!(text.contains(custom), "the sample has the phone key");
+      fs::write(&path, text).unwrap();
+      read(&path)
+    };
+    for bad in [
+      "\"__proto__\": {\"polluted\": true}",
+      "\"constructor\": {\"prototype\": {\"polluted\": true}}",
+      "\"nested\": {\"list\": [{\"__proto__\": 1}]}",
+      "\"threadId\": 3",
+      "\"isConnected\": true",
+    ] {
+      let err = with_custom(bad).unwrap_err();
+      assert_eq!(err.code(), "ERR_SNAPSHOT_CORRUPT", "{bad}");
+      assert!(err.to_string().contains("user_1"), "{err}");
+    }
+    // Ordinary keys, also ones named like saved fields, are data.
+    let ok = with_custom("\"sessionId\": \"x\", \"proto\": {\"__protos__\": 1}").unwrap();
+    assert_eq!(ok.sessions[0].custom["sessionId"], "x");
+  }
+
+  #[test]
+  fn a_target_with_a_long_name_is_written() {
+    let dir = scratch_dir("long");
+    // 250 bytes: a valid name, but not once the temporary prefix and suffix are added.
+    let name = format!("{}é.json", "s".repeat(243));
+    assert_eq!(name.len(), 250);
+    let path = dir.join(&name);
+    write_atomic(&path, &encode(1.0, sample()).unwrap()).unwrap();
+    assert_eq!(read(&path).unwrap().sessions, sample());
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file is left behind");
+    assert!(temp_path_for(&path).file_name().unwrap().len() <= 255);
   }
 
   #[test]
