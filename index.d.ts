@@ -455,7 +455,9 @@ export declare function updateSessionState<T extends object = {}>(sessionId: str
  * Resolves with the session's state when it reaches `status` (at once if it already has it).
  * Rejects with `ERR_WAIT_TIMEOUT` after `timeoutMs`, `ERR_SESSION_REMOVED` if the session is
  * removed meanwhile, `ERR_STATE_UNREACHABLE` when it reaches a status from which the wanted
- * one cannot follow (`loggedOut`), and `ERR_SESSION_NOT_FOUND` for an unknown id.
+ * one cannot follow (`loggedOut`), and `ERR_SESSION_NOT_FOUND` for an unknown id. A wait with
+ * `timeoutMs` keeps the process alive until it settles, as a timer would; a wait without one
+ * does not (if nothing else keeps the process alive, nothing could change the session).
  */
 export declare function waitForState(sessionId: string, status: SessionStatus, options?: WaitOptions): Promise<SessionState>
 

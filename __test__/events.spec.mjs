@@ -237,6 +237,7 @@ test('a process holding subscriptions (main thread and a worker) exits by itself
   const report = JSON.parse(stdout.trim())
   assert.deepEqual(report.seen.slice(0, 2), ['registered:connecting', 'status:open'], 'the subscription was live')
   assert.equal(report.workerCode, 0, 'the worker with a subscription ended by itself')
+  assert.equal(report.waitSettled, false, 'a waitForState without timeout was still pending, and the process exited anyway')
 })
 
 // ---------------------------------------------------------------------------------------

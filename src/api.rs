@@ -17,7 +17,7 @@ use crate::errors::RegistryError;
 use crate::events::{self, ChangeKind, StateChange};
 use crate::handles::{self, SocketEntry};
 use crate::js::{self, Fail, JsResult, Value};
-use crate::promise::{self, Outcome};
+use crate::promise::{self, KeepAlive, Outcome};
 use crate::snapshot::{self, SavedSession};
 use crate::state::{SessionState, Status};
 use crate::stats;
@@ -249,9 +249,12 @@ fn register_checked(
       }
       Err(reason) => {
         let text = tracking::record_fault(id, "tracking disabled", &reason);
-        table::update(id, Some(generation), false, |r| {
-          ((), Some(r.state.mark_untracked(text)))
-        });
+        table::update(
+          id,
+          Some(generation),
+          || false,
+          |r| ((), Some(r.state.mark_untracked(text))),
+        );
       }
     }
   }
@@ -413,7 +416,7 @@ fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
     return Ok(());
   };
   let now = js::now_ms();
-  let applied = table::update(&id, None, events::wanted(), |r| {
+  let applied = table::update(&id, None, events::wanted, |r| {
     ((), Some(r.state.apply_patch(patch, now)))
   });
   if let Some((before, after)) = applied.and_then(|a| a.change) {
@@ -686,6 +689,7 @@ fn configure_js(env: js::Env, options: Value) -> JsResult<Value> {
   let stuck = read(c"stuckAfterMs")?;
   config::set(idle, stuck);
   events::ensure_health_task();
+  events::wake_health();
   let o = js::object(env)?;
   js::set_named(
     env,
@@ -759,7 +763,9 @@ unsafe extern "C" fn unsubscribe_cb(env: js::Env, info: sys::napi_callback_info)
 /// Resolves with the session's state when it reaches `status` (at once if it already has it).
 /// Rejects with `ERR_WAIT_TIMEOUT` after `timeoutMs`, `ERR_SESSION_REMOVED` if the session is
 /// removed meanwhile, `ERR_STATE_UNREACHABLE` when it reaches a status from which the wanted
-/// one cannot follow (`loggedOut`), and `ERR_SESSION_NOT_FOUND` for an unknown id.
+/// one cannot follow (`loggedOut`), and `ERR_SESSION_NOT_FOUND` for an unknown id. A wait with
+/// `timeoutMs` keeps the process alive until it settles, as a timer would; a wait without one
+/// does not (if nothing else keeps the process alive, nothing could change the session).
 #[napi(
   ts_args_type = "sessionId: string, status: SessionStatus, options?: WaitOptions",
   ts_return_type = "Promise<SessionState>"
@@ -815,7 +821,14 @@ fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<V
   if let Some(result) = first {
     return promise::settled(env, result.map(|s| Outcome::State(Box::new(s))));
   }
-  promise::spawn(env, wait_for(id, wanted, rx, timeout))
+  // With a timeout the wait holds the process like a timer; without one it does not: if
+  // nothing else keeps the process alive, nothing could change the session either.
+  let keep_alive = if timeout.is_some() {
+    KeepAlive::Yes
+  } else {
+    KeepAlive::No
+  };
+  promise::spawn(env, keep_alive, wait_for(id, wanted, rx, timeout))
 }
 
 /// `Some` when the state settles the wait.
@@ -909,7 +922,7 @@ fn save_js(env: js::Env, path: Value) -> JsResult<Value> {
     .map(|(id, s)| SavedSession::from_state(id, s))
     .collect();
   let count = sessions.len();
-  promise::spawn(env, async move {
+  promise::spawn(env, KeepAlive::Yes, async move {
     let bytes = snapshot::encode(saved_at, sessions)?;
     let target = path.clone();
     napi::bindgen_prelude::spawn_blocking(move || snapshot::write_atomic(&target, &bytes))
@@ -938,7 +951,7 @@ pub fn load_snapshot(env: Env, path: JsAny) -> napi::Result<JsAny> {
 
 fn load_js(env: js::Env, path: Value) -> JsResult<Value> {
   let path = path_arg(env, path, "loadSnapshot(path)")?;
-  promise::spawn(env, async move {
+  promise::spawn(env, KeepAlive::Yes, async move {
     let file = napi::bindgen_prelude::spawn_blocking(move || snapshot::read(&path))
       .await
       .map_err(|e| RegistryError::Internal(e.to_string()))??;

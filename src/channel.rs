@@ -146,6 +146,11 @@ impl<T: Send + 'static> Channel<T> {
     }
   }
 
+  /// Whether messages can still be sent (false once closed, or once its environment is gone).
+  pub fn is_open(&self) -> bool {
+    self.tsfn.lock().map(|s| s.is_some()).unwrap_or(false)
+  }
+
   /// Sends one last message, then lets the channel finish once it is delivered.
   pub fn send_last(&self, message: T) -> bool {
     let sent = self.send(message);

@@ -201,6 +201,12 @@ pub fn waiter() -> broadcast::Receiver<Arc<StateChange>> {
 }
 
 static HEALTH_RUNNING: AtomicBool = AtomicBool::new(false);
+static HEALTH_WAKE: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
+
+/// Makes the health timer re-read its settings at once (after `configure`).
+pub fn wake_health() {
+  HEALTH_WAKE.notify_one();
+}
 
 struct HealthGuard;
 impl Drop for HealthGuard {
@@ -220,7 +226,11 @@ pub fn ensure_health_task() {
     loop {
       let stuck_after = config::stuck_after_ms();
       let tick = (stuck_after / 4).clamp(10, 1000);
-      tokio::time::sleep(Duration::from_millis(tick)).await;
+      tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
+        // configure() changed the thresholds: look again now, with the new values.
+        _ = HEALTH_WAKE.notified() => {}
+      }
       if !wanted() {
         continue;
       }

@@ -8,13 +8,14 @@
 //! that wakes the environment to process it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use dashmap::DashMap;
 use napi::sys;
+// Session ids are chosen by the bot, not by an attacker: a fast hash beats SipHash here.
+use rustc_hash::FxHashMap;
 
 use crate::channel::Channel;
 use crate::js::{self, Env, JsResult};
@@ -40,7 +41,7 @@ pub struct EnvShared {
 pub struct EnvHandles {
   pub env: Env,
   pub shared: Arc<EnvShared>,
-  pub sockets: HashMap<Box<str>, SocketEntry>,
+  pub sockets: FxHashMap<Box<str>, SocketEntry>,
 }
 
 thread_local! {
@@ -84,7 +85,7 @@ pub fn init_env(env: Env, thread_id: u32) -> JsResult<()> {
     *h.borrow_mut() = Some(EnvHandles {
       env,
       shared,
-      sockets: HashMap::new(),
+      sockets: FxHashMap::default(),
     })
   });
   Ok(())

@@ -71,8 +71,19 @@ fn settle(env: Env, _callback: Value, (deferred, result): Settlement) {
   };
 }
 
-/// Returns a promise for `work`, which runs on the Tokio runtime.
-pub fn spawn<F>(env: Env, work: F) -> JsResult<Value>
+/// Whether a pending promise holds the process open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+  /// Like a timer: the process waits for the answer (file I/O, a wait with a timeout).
+  Yes,
+  /// Like an event listener: if nothing else keeps the process alive, nothing could settle it
+  /// either (a wait without a timeout), so the process may exit.
+  No,
+}
+
+/// Returns a promise for `work`, which runs on the Tokio runtime. If the environment that
+/// asked goes away first (a worker that exits), the work is dropped instead of running on.
+pub fn spawn<F>(env: Env, keep_alive: KeepAlive, work: F) -> JsResult<Value>
 where
   F: Future<Output = Result<Outcome, RegistryError>> + Send + 'static,
 {
@@ -80,7 +91,7 @@ where
   let mut promise = ptr::null_mut();
   js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
   let deferred = Deferred(deferred);
-  let channel = match Channel::new(env, None, settle, false) {
+  let channel = match Channel::new(env, None, settle, keep_alive == KeepAlive::No) {
     Ok(c) => c,
     Err(e) => {
       // Settle at once rather than leave the promise pending forever.
@@ -93,8 +104,18 @@ where
     }
   };
   napi::bindgen_prelude::spawn(async move {
-    let result = work.await;
-    channel.send_last((deferred, result));
+    let watched = channel.clone();
+    let gone = async move {
+      while watched.is_open() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+      }
+    };
+    tokio::select! {
+      result = work => {
+        channel.send_last((deferred, result));
+      }
+      _ = gone => {}
+    }
   });
   Ok(promise)
 }

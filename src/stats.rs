@@ -70,14 +70,19 @@ mod tests {
     for (i, id) in ["b", "a", "c"].iter().enumerate() {
       table::register(id, 1, 0, i != 2, false, 1000.0).unwrap();
     }
-    table::update("a", None, false, |r| {
-      let p = StatePatch {
-        is_connected: Some(true),
-        error: Some(Some("boom".into())),
-        ..Default::default()
-      };
-      ((), Some(r.state.apply_patch(p, 5000.0)))
-    });
+    table::update(
+      "a",
+      None,
+      || false,
+      |r| {
+        let p = StatePatch {
+          is_connected: Some(true),
+          error: Some(Some("boom".into())),
+          ..Default::default()
+        };
+        ((), Some(r.state.apply_patch(p, 5000.0)))
+      },
+    );
     let stats = collect(6000.0, 2000.0);
     let ids: Vec<_> = stats
       .sessions

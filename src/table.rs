@@ -127,19 +127,20 @@ pub struct Applied<T> {
 }
 
 /// Applies `f` to the record of `id`, if it exists and (with `Some`) has that generation.
-/// `f` returns a [`Transition`]; when it changed and `want_copies`, the two states are copied
-/// for the listeners.
+/// `f` returns a [`Transition`]; when it changed and `want_copies()` (asked under the record's
+/// lock, so a waiter that subscribes and reads the state concurrently cannot miss the change),
+/// the two states are copied for the listeners.
 pub fn update<T>(
   id: &str,
   generation: Option<u64>,
-  want_copies: bool,
+  want_copies: impl FnOnce() -> bool,
   f: impl FnOnce(&mut SessionRecord) -> (T, Option<Transition>),
 ) -> Option<Applied<T>> {
   let mut record = TABLE.get_mut(id)?;
   if generation.is_some_and(|g| record.generation != g) {
     return None;
   }
-  let before = want_copies.then(|| record.state.clone());
+  let before = want_copies().then(|| record.state.clone());
   let (value, transition) = f(&mut record);
   if let Some(t) = transition {
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
@@ -259,14 +260,20 @@ pub(crate) mod tests {
       connection: Some(crate::state::Connection::Open),
       ..Default::default()
     };
-    let stale = update("s2", Some(old), false, |r| {
-      ((), Some(r.state.apply_connection_update(&open, 3.0)))
-    });
+    let stale = update(
+      "s2",
+      Some(old),
+      || false,
+      |r| ((), Some(r.state.apply_connection_update(&open, 3.0))),
+    );
     assert!(stale.is_none());
     assert!(!get("s2").unwrap().is_connected);
-    let fresh = update("s2", Some(new), true, |r| {
-      ((), Some(r.state.apply_connection_update(&open, 3.0)))
-    });
+    let fresh = update(
+      "s2",
+      Some(new),
+      || true,
+      |r| ((), Some(r.state.apply_connection_update(&open, 3.0))),
+    );
     let (before, after) = fresh.unwrap().change.unwrap();
     assert!(!before.is_connected && after.is_connected);
     assert!(
@@ -289,19 +296,24 @@ pub(crate) mod tests {
           register(&own, 10 + t, t as u32, false, false, 0.0).unwrap();
           for i in 0..10_000u64 {
             for id in ["shared", own.as_str()] {
-              update(id, None, false, |r| {
-                let n = r
-                  .state
-                  .custom
-                  .get("n")
-                  .and_then(|v| v.as_u64())
-                  .unwrap_or(0);
-                let patch = StatePatch {
-                  custom: vec![("n".into(), Some((n + 1).into()))],
-                  ..Default::default()
-                };
-                ((), Some(r.state.apply_patch(patch, i as f64)))
-              });
+              update(
+                id,
+                None,
+                || false,
+                |r| {
+                  let n = r
+                    .state
+                    .custom
+                    .get("n")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                  let patch = StatePatch {
+                    custom: vec![("n".into(), Some((n + 1).into()))],
+                    ..Default::default()
+                  };
+                  ((), Some(r.state.apply_patch(patch, i as f64)))
+                },
+              );
             }
           }
         })

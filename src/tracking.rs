@@ -302,7 +302,7 @@ fn handle_event(env: Env, data: &ListenerData, payload: Value) {
       } else {
         None
       };
-      let applied = table::update(id, Some(data.generation), events::wanted(), |r| {
+      let applied = table::update(id, Some(data.generation), events::wanted, |r| {
         let t = r.state.apply_connection_update(&update, now);
         if let Some(me) = me {
           r.state.apply_me(me, now);
@@ -315,18 +315,28 @@ fn handle_event(env: Env, data: &ListenerData, payload: Value) {
     }
     Kind::Messages => {
       let (inbound, outbound) = read_messages(env, payload);
-      table::update(id, Some(data.generation), false, |r| {
-        r.state.apply_messages(inbound, outbound, now);
-        ((), None)
-      });
+      table::update(
+        id,
+        Some(data.generation),
+        || false,
+        |r| {
+          r.state.apply_messages(inbound, outbound, now);
+          ((), None)
+        },
+      );
     }
     Kind::Creds => {
       if let Ok(me) = js::get_named(env, payload, c"me") {
         if let Some(me) = read_me(env, me) {
-          table::update(id, Some(data.generation), false, |r| {
-            r.state.apply_me(me, now);
-            ((), None)
-          });
+          table::update(
+            id,
+            Some(data.generation),
+            || false,
+            |r| {
+              r.state.apply_me(me, now);
+              ((), None)
+            },
+          );
         }
       }
     }

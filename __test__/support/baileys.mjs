@@ -161,6 +161,10 @@ export function makeTestSocket ({ baileys, url, creds, registered = true, keys, 
     callOfferCache: sharedCaches.callOfferCache,
     placeholderResendCache: sharedCaches.placeholderResendCache,
     userDevicesCache: sharedCaches.userDevicesCache,
+    // Baileys (both lines) keeps its handshake and query timers running when a socket is
+    // ended mid-request; short ones let a test process exit soon after its last test.
+    connectTimeoutMs: 5000,
+    defaultQueryTimeoutMs: 3000,
     ...config
   })
 }
