@@ -591,24 +591,10 @@ fn socket_wrapper(env: js::Env, factory: Value) -> JsResult<Value> {
 }
 
 unsafe extern "C" fn wrapped_make_socket(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let mut argc = 2usize;
-  let mut argv = [ptr::null_mut(); 2];
-  let status = unsafe {
-    sys::napi_get_cb_info(
-      env,
-      info,
-      &mut argc,
-      argv.as_mut_ptr(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  };
-  if status != sys::Status::napi_ok {
+  // Bound as (makeWASocket, config): missing arguments come as undefined.
+  let Some(([factory, config], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
     return ptr::null_mut();
-  }
-  let undefined = js::undefined(env);
-  let factory = if argc > 0 { argv[0] } else { undefined };
-  let config = if argc > 1 { argv[1] } else { undefined };
+  };
   match make_and_register(env, factory, config) {
     Ok(v) => v,
     Err(f) => {
@@ -743,20 +729,10 @@ fn subscribe(env: js::Env, listener: Value) -> JsResult<Value> {
 }
 
 unsafe extern "C" fn unsubscribe_cb(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let mut argc = 1usize;
-  let mut argv = [ptr::null_mut(); 1];
-  unsafe {
-    sys::napi_get_cb_info(
-      env,
-      info,
-      &mut argc,
-      argv.as_mut_ptr(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  };
-  let removed =
-    argc > 0 && js::get_number(env, argv[0]).is_some_and(|id| events::unsubscribe(id as u64));
+  let args = unsafe { js::cb_args::<1>(env, info) };
+  let removed = args.is_some_and(|([id], _)| {
+    js::get_number(env, id).is_some_and(|id| events::unsubscribe(id as u64))
+  });
   js::boolean(env, removed).unwrap_or(ptr::null_mut())
 }
 

@@ -124,29 +124,6 @@ fn function(env: Env, name: &CStr, cb: Callback, data: *mut c_void) -> JsResult<
   Ok(f)
 }
 
-/// The first `N` arguments (missing ones are `undefined`, as Node-API fills them) and the
-/// function's data pointer.
-#[inline(always)]
-unsafe fn args<const N: usize>(
-  env: Env,
-  info: sys::napi_callback_info,
-) -> Option<([Value; N], *mut c_void)> {
-  let mut argc = N;
-  let mut argv = [ptr::null_mut(); N];
-  let mut data = ptr::null_mut();
-  let status = unsafe {
-    sys::napi_get_cb_info(
-      env,
-      info,
-      &mut argc,
-      argv.as_mut_ptr(),
-      ptr::null_mut(),
-      &mut data,
-    )
-  };
-  (status == sys::Status::napi_ok).then_some((argv, data))
-}
-
 /// Ids up to this many UTF-16 code units (minus one) are read into the stack.
 const STACK_UNITS: usize = 128;
 
@@ -220,7 +197,7 @@ fn finish(env: Env, r: JsResult<Value>) -> Value {
 
 /// `getSocket(sessionId)`: as `api::get_socket`.
 unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { args::<1>(env, info) }) else {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
   handles::sync_pending(env);
@@ -234,7 +211,7 @@ unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Valu
 
 /// `hasSocket(sessionId)`: as `api::has_socket`.
 unsafe extern "C" fn has_socket(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { args::<1>(env, info) }) else {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
   handles::sync_pending(env);
@@ -675,7 +652,7 @@ fn call_shaper(env: Env, shaper: sys::napi_ref, args: &[Value]) -> JsResult<Valu
 
 /// `getSessionState(sessionId)`: as `api::get_session_state`.
 unsafe extern "C" fn get_session_state(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], data)) = (unsafe { args::<1>(env, info) }) else {
+  let Some(([id], data)) = (unsafe { js::cb_args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
   let Some(state) = with_id(env, id, table::get).flatten() else {
@@ -699,7 +676,7 @@ fn one_state(env: Env, s: &Shapers, state: &SessionState) -> JsResult<Value> {
 
 /// `getAllSessions()`: as `api::get_all_sessions`.
 unsafe extern "C" fn get_all_sessions(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some((_, data)) = (unsafe { args::<0>(env, info) }) else {
+  let Some((_, data)) = (unsafe { js::cb_args::<0>(env, info) }) else {
     return ptr::null_mut();
   };
   finish(env, shapers(data).and_then(|s| all_sessions(env, s)))
@@ -742,7 +719,7 @@ fn all_sessions(env: Env, s: &Shapers) -> JsResult<Value> {
 
 /// `getStats()`: as `api::get_stats`.
 unsafe extern "C" fn get_stats(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some((_, data)) = (unsafe { args::<0>(env, info) }) else {
+  let Some((_, data)) = (unsafe { js::cb_args::<0>(env, info) }) else {
     return ptr::null_mut();
   };
   finish(env, shapers(data).and_then(|s| stats_js(env, s)))
@@ -888,7 +865,7 @@ fn call_generated(env: Env, f: sys::napi_ref) -> JsResult<Value> {
 /// The N-API floor for calls with arguments: reads up to two arguments the way the hot paths
 /// do and returns the first. Does nothing else.
 unsafe extern "C" fn bench_noop(env: Env, info: sys::napi_callback_info) -> Value {
-  match unsafe { args::<2>(env, info) } {
+  match unsafe { js::cb_args::<2>(env, info) } {
     Some(([first, _], _)) => first,
     None => ptr::null_mut(),
   }
@@ -910,7 +887,7 @@ unsafe extern "C" fn bench_noop_number(env: Env, _info: sys::napi_callback_info)
 /// Not a no-op: the floor of any lookup by id. Reads the first argument as the hot paths read a
 /// session id (one Node-API call into the stack) and returns it, doing nothing with the text.
 unsafe extern "C" fn bench_read_id(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { args::<1>(env, info) }) else {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
   std::hint::black_box(with_id(env, id, |s| s.len()));

@@ -214,6 +214,29 @@ pub fn function(
   ))
 }
 
+/// The first `N` arguments (missing ones are `undefined`, as Node-API fills them) and the
+/// function's data pointer.
+#[inline(always)]
+pub unsafe fn cb_args<const N: usize>(
+  env: Env,
+  info: sys::napi_callback_info,
+) -> Option<([Value; N], *mut std::ffi::c_void)> {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  let mut data = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      &mut data,
+    )
+  };
+  (status == sys::Status::napi_ok).then_some((argv, data))
+}
+
 pub fn get_named(env: Env, obj: Value, key: &CStr) -> JsResult<Value> {
   out!(napi_get_named_property(env, obj, key.as_ptr()))
 }

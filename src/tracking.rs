@@ -266,22 +266,11 @@ pub fn release(env: Env, session_id: &str, entry: SocketEntry) {
 
 /// The callback behind every registry listener. It never throws into Baileys.
 unsafe extern "C" fn on_event(env: Env, info: sys::napi_callback_info) -> Value {
-  let mut argc = 1usize;
-  let mut argv = [ptr::null_mut(); 1];
-  let mut data: *mut c_void = ptr::null_mut();
-  let status = unsafe {
-    sys::napi_get_cb_info(
-      env,
-      info,
-      &mut argc,
-      argv.as_mut_ptr(),
-      ptr::null_mut(),
-      &mut data,
-    )
-  };
-  if status == sys::Status::napi_ok && !data.is_null() && argc >= 1 {
-    let data = unsafe { &*data.cast::<ListenerData>() };
-    handle_event(env, data, argv[0]);
+  if let Some(([payload], data)) = unsafe { js::cb_args::<1>(env, info) } {
+    if !data.is_null() {
+      let data = unsafe { &*data.cast::<ListenerData>() };
+      handle_event(env, data, payload);
+    }
   }
   js::take_exception(env);
   ptr::null_mut()

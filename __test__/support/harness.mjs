@@ -9,14 +9,16 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * Polls `check` until it returns a truthy value (which is returned), or fails after
- * `timeoutMs` with `what` in the message.
+ * `timeoutMs` with `what` (a text, or a function giving one) in the message.
  */
 export async function until (check, what, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = check()
     if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`)
+    }
     await sleep(5)
   }
 }
