@@ -105,8 +105,9 @@ export interface RegisterOptions {
 /**
  * Stores `socket` under `sessionId` and returns the same socket.
  *
- * If the id already has a socket in this thread, that socket is let go first: the
+ * If the id already has another socket in this thread, that socket is let go first: the
  * registry's listeners are removed from it (`ev.off`) and it is ended (`end(undefined)`).
+ * Registering the socket that is already registered under the id changes nothing.
  * The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
  * error: null, status: 'connecting' }` (status `null` when not tracked). Unless
  * `{ track: false }`, the registry follows the socket's `connection.update`,

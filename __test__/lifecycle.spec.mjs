@@ -164,6 +164,20 @@ for (const line of [7, 6]) {
       })
     }
 
+    test('registering the same socket twice under its id keeps it alive and tracked once', async () => {
+      const sock = connect('twice', 'open')
+      registerSocket('twice', sock)
+      await untilStatus('twice', 'open')
+      const before = getSessionState('twice')
+      assert.equal(registerSocket('twice', sock), sock)
+      await sleep(20)
+      assert.equal(wsClosed(sock), false, 'the live socket was not ended')
+      assert.equal(registryListeners(sock, 'connection.update').length, 1)
+      const after = getSessionState('twice')
+      assert.equal(after.status, 'open')
+      assert.equal(after.createdAt, before.createdAt, 'the session was not reset')
+    })
+
     test('a socket that closed by itself is unregistered without faults', async () => {
       const faults = getStats().socketFaults.count
       const sock = connect('self', 'fail401')

@@ -136,8 +136,9 @@ fn env_identity() -> JsResult<(table::EnvKey, u32)> {
 
 /// Stores `socket` under `sessionId` and returns the same socket.
 ///
-/// If the id already has a socket in this thread, that socket is let go first: the
+/// If the id already has another socket in this thread, that socket is let go first: the
 /// registry's listeners are removed from it (`ev.off`) and it is ended (`end(undefined)`).
+/// Registering the socket that is already registered under the id changes nothing.
 /// The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
 /// error: null, status: 'connecting' }` (status `null` when not tracked). Unless
 /// `{ track: false }`, the registry follows the socket's `connection.update`,
@@ -209,6 +210,12 @@ fn register_checked(
       }
     }
   }
+  // The very socket already registered under this id (a bot whose createBaileysSocket and
+  // wrapper both register): ending it as a "replaced" socket would kill a live session, so a
+  // second registration of it changes nothing.
+  if is_registered_as(env, id, socket) {
+    return Ok(());
+  }
   // The old socket is let go before the new one is tracked. Letting go runs JS (ev.off,
   // end), which may re-enter the registry; hence the loop.
   release_local(env, id);
@@ -269,6 +276,19 @@ fn register_checked(
     }
   }
   Ok(())
+}
+
+/// Whether `socket` is the very object this thread has registered under `id`.
+fn is_registered_as(env: js::Env, id: &str, socket: Value) -> bool {
+  let Some(current) = handles::with(|t| t.sockets.get(id).map(|e| e.socket)).flatten() else {
+    return false;
+  };
+  let Ok(current) = js::ref_value(env, current) else {
+    return false;
+  };
+  let mut same = false;
+  let status = unsafe { sys::napi_strict_equals(env, current, socket, &mut same) };
+  status == sys::Status::napi_ok && same
 }
 
 /// Lets go of this thread's socket for `id`, if any (repeating if letting go re-registered).
