@@ -118,6 +118,10 @@ pub enum RegistryErrorCode {
   /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
   #[napi(value = "ERR_INTERNAL")]
   Internal,
+  /// Thrown by the package's entry point (`loader.js`) at import time when no native binary
+  /// for this platform could be loaded; the message says what to install or build.
+  #[napi(value = "ERR_NATIVE_BINDING_NOT_FOUND")]
+  NativeBindingNotFound,
 }
 
 /// Why and when a session's socket last closed. Every key is always present.
