@@ -178,7 +178,8 @@ clearAll()
 while (!live.every((s) => s.ws.isClosed)) await sleep(10)
 await server.close()
 await sleep(20)
-const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap')
+// The terminal or pipes of stdout/stderr are the process's own, not the demo's.
+const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap')
 console.log(`\n[${elapsed()}] clearAll(): ${getSocketCount()} sockets registered, ${live.length} sockets closed, server closed.`)
-console.log(`process.getActiveResourcesInfo(): ${left.length ? left.join(', ') : 'nothing left'}${tty ? ' (besides the terminal)' : ''}`)
+console.log(`process.getActiveResourcesInfo(): ${left.length ? left.join(', ') : 'nothing left'}${tty ? ' (besides the terminal)' : ' (besides stdio)'}`)
 if (left.length) process.exitCode = 1
