@@ -90,6 +90,15 @@ fn type_name(env: js::Env, v: Value) -> &'static str {
   }
 }
 
+/// `options[key]`, or `None` when there are no options or the key is `undefined`.
+fn option(env: js::Env, options: Value, key: &std::ffi::CStr) -> JsResult<Option<Value>> {
+  if js::is_nullish(env, options) {
+    return Ok(None);
+  }
+  let v = js::get_named(env, options, key)?;
+  Ok((js::type_of(env, v) != Vt::napi_undefined).then_some(v))
+}
+
 /// Reads an optional boolean option; `undefined` gives the default.
 fn bool_option(
   env: js::Env,
@@ -98,13 +107,9 @@ fn bool_option(
   default: bool,
   what: &str,
 ) -> JsResult<bool> {
-  if js::is_nullish(env, options) {
+  let Some(v) = option(env, options, key)? else {
     return Ok(default);
-  }
-  let v = js::get_named(env, options, key)?;
-  if js::type_of(env, v) == Vt::napi_undefined {
-    return Ok(default);
-  }
+  };
   js::get_bool(env, v).ok_or_else(|| {
     RegistryError::InvalidOptions(format!(
       "{what}: options.{} must be a boolean",
@@ -280,7 +285,7 @@ fn register_checked(
 
 /// Whether `socket` is the very object this thread has registered under `id`.
 fn is_registered_as(env: js::Env, id: &str, socket: Value) -> bool {
-  let Some(current) = handles::with(|t| t.sockets.get(id).map(|e| e.socket)).flatten() else {
+  let Some(current) = handles::socket_ref(id, None) else {
     return false;
   };
   let Ok(current) = js::ref_value(env, current) else {
@@ -310,11 +315,9 @@ fn release_local(env: js::Env, id: &str) {
 pub fn get_socket(env: Env, session_id: JsAny) -> JsAny {
   let env = env.raw();
   handles::sync_pending(env);
-  let found = js::with_str_checked(env, session_id.0, |id| {
-    handles::with(|t| t.sockets.get(id).map(|e| e.socket)).flatten()
-  })
-  .flatten()
-  .and_then(|r| js::ref_value(env, r).ok());
+  let found = js::with_str_checked(env, session_id.0, |id| handles::socket_ref(id, None))
+    .flatten()
+    .and_then(|r| js::ref_value(env, r).ok());
   JsAny(found.unwrap_or_else(|| js::null(env)))
 }
 
@@ -350,17 +353,14 @@ fn all_sockets(env: js::Env) -> JsResult<Value> {
   let ctor = js::get_named(env, js::global(env)?, c"Map")?;
   let map = js::new_instance(env, ctor, &[])?;
   let set = js::get_named(env, map, c"set")?;
-  let entries: Vec<(Box<str>, sys::napi_ref)> = handles::with(|t| {
+  // In registration order, as the table keeps it (no JS runs while the handles are borrowed).
+  let mut ordered: Vec<(u64, Box<str>, sys::napi_ref)> = handles::with(|t| {
     t.sockets
       .iter()
-      .map(|(k, e)| (k.clone(), e.socket))
+      .map(|(k, e)| (table::seq_of(k).unwrap_or(u64::MAX), k.clone(), e.socket))
       .collect()
   })
   .unwrap_or_default();
-  let mut ordered: Vec<(u64, Box<str>, sys::napi_ref)> = entries
-    .into_iter()
-    .map(|(k, r)| (table::seq_of(&k).unwrap_or(u64::MAX), k, r))
-    .collect();
   ordered.sort_by_key(|e| e.0);
   for (_, id, r) in ordered {
     let key = js::string(env, &id)?;
@@ -603,8 +603,8 @@ fn socket_wrapper(env: js::Env, factory: Value) -> JsResult<Value> {
   // holds the factory, so it is collected with the wrapper.
   let native = js::function(
     env,
-    "createBaileysSocket",
-    Some(wrapped_make_socket),
+    c"createBaileysSocket",
+    wrapped_make_socket,
     ptr::null_mut(),
   )?;
   js::call_method(env, native, c"bind", &[js::undefined(env), factory])
@@ -615,13 +615,7 @@ unsafe extern "C" fn wrapped_make_socket(env: js::Env, info: sys::napi_callback_
   let Some(([factory, config], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
     return ptr::null_mut();
   };
-  match make_and_register(env, factory, config) {
-    Ok(v) => v,
-    Err(f) => {
-      js::throw_fail(env, f);
-      ptr::null_mut()
-    }
-  }
+  js::callback_result(env, make_and_register(env, factory, config))
 }
 
 fn config_session_id(env: js::Env, config: Value) -> JsResult<Option<String>> {
@@ -678,13 +672,9 @@ pub fn configure(env: Env, options: JsAny) -> napi::Result<JsAny> {
 fn configure_js(env: js::Env, options: Value) -> JsResult<Value> {
   options_arg(env, options, "configure(options)")?;
   let read = |key: &std::ffi::CStr| -> JsResult<Option<u64>> {
-    if js::is_nullish(env, options) {
+    let Some(v) = option(env, options, key)? else {
       return Ok(None);
-    }
-    let v = js::get_named(env, options, key)?;
-    if js::type_of(env, v) == Vt::napi_undefined {
-      return Ok(None);
-    }
+    };
     let name = key.to_string_lossy();
     let n = js::get_number(env, v).ok_or_else(|| {
       RegistryError::InvalidOptions(format!("configure: {name} must be a number"))
@@ -739,7 +729,7 @@ fn subscribe(env: js::Env, listener: Value) -> JsResult<Value> {
   }
   let (env_key, _) = env_identity()?;
   let id = events::subscribe(env, env_key, listener)?;
-  let native = js::function(env, "unsubscribe", Some(unsubscribe_cb), ptr::null_mut())?;
+  let native = js::function(env, c"unsubscribe", unsubscribe_cb, ptr::null_mut())?;
   js::call_method(
     env,
     native,
@@ -791,13 +781,9 @@ fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<V
       )))
     })?;
   options_arg(env, options, WHAT)?;
-  let timeout = if js::is_nullish(env, options) {
-    None
-  } else {
-    let v = js::get_named(env, options, c"timeoutMs")?;
-    if js::is_nullish(env, v) {
-      None
-    } else {
+  // A null timeoutMs means no timeout, like a missing one.
+  let timeout = match option(env, options, c"timeoutMs")? {
+    Some(v) if !js::is_nullish(env, v) => {
       let n = js::get_number(env, v)
         .filter(|n| n.is_finite() && *n >= 0.0)
         .ok_or_else(|| {
@@ -807,6 +793,7 @@ fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<V
         })?;
       Some(n as u64)
     }
+    _ => None,
   };
   // Listen first, then look: a change between the two cannot be missed.
   let rx = events::waiter();

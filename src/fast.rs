@@ -29,13 +29,11 @@ use napi::sys;
 
 use crate::config;
 use crate::handles;
-use crate::js::{self, Env, Fail, JsResult, Value};
+use crate::js::{self, Callback, Env, Fail, JsResult, Value};
 use crate::state::{self, SessionState, Status};
 use crate::stats;
 use crate::table;
 use crate::tracking;
-
-type Callback = unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// The lookups, always replaced.
 const LOOKUPS: [(&CStr, Callback); 3] = [
@@ -79,7 +77,12 @@ pub fn install(env: Env, exports: Value) -> JsResult<()> {
         js::set_named(env, generated, name, f)?;
       }
     }
-    js::set_named(env, exports, name, function(env, name, cb, data.cast())?)?;
+    js::set_named(
+      env,
+      exports,
+      name,
+      js::function(env, name, cb, data.cast())?,
+    )?;
   }
   install_bench_hooks(env, exports, generated)
 }
@@ -101,7 +104,12 @@ fn install_bench_hooks(env: Env, exports: Value, generated: Value) -> JsResult<(
     (c"readId", c"__benchReadId", bench_read_id),
   ];
   for (key, name, cb) in hooks {
-    js::set_named(env, bench, key, function(env, name, cb, ptr::null_mut())?)?;
+    js::set_named(
+      env,
+      bench,
+      key,
+      js::function(env, name, cb, ptr::null_mut())?,
+    )?;
   }
   js::set_named(env, bench, c"napi", generated)?;
   let desc = sys::napi_property_descriptor {
@@ -116,12 +124,6 @@ fn install_bench_hooks(env: Env, exports: Value, generated: Value) -> JsResult<(
     data: ptr::null_mut(),
   };
   js::ok(unsafe { sys::napi_define_properties(env, exports, 1, &desc) })
-}
-
-fn function(env: Env, name: &CStr, cb: Callback, data: *mut c_void) -> JsResult<Value> {
-  let mut f = ptr::null_mut();
-  js::ok(unsafe { sys::napi_create_function(env, name.as_ptr(), -1, Some(cb), data, &mut f) })?;
-  Ok(f)
 }
 
 /// Ids up to this many UTF-16 code units (minus one) are read into the stack.
@@ -184,14 +186,6 @@ fn with_wide<T>(wide: &[u16], f: impl FnOnce(&str) -> T) -> Option<T> {
   std::str::from_utf8(&utf8[..at]).ok().map(f)
 }
 
-/// Ends a callback: the value, or `NULL` with the failure thrown.
-fn finish(env: Env, r: JsResult<Value>) -> Value {
-  r.unwrap_or_else(|f| {
-    js::throw_fail(env, f);
-    ptr::null_mut()
-  })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Lookups
 
@@ -201,12 +195,10 @@ unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Valu
     return ptr::null_mut();
   };
   handles::sync_pending(env);
-  with_id(env, id, |id| {
-    handles::with(|t| t.sockets.get(id).map(|e| e.socket)).flatten()
-  })
-  .flatten()
-  .and_then(|r| js::ref_value(env, r).ok())
-  .unwrap_or_else(|| js::null(env))
+  with_id(env, id, |id| handles::socket_ref(id, None))
+    .flatten()
+    .and_then(|r| js::ref_value(env, r).ok())
+    .unwrap_or_else(|| js::null(env))
 }
 
 /// `hasSocket(sessionId)`: as `api::has_socket`.
@@ -440,18 +432,11 @@ impl Shapers {
       return Err(Fail::Js);
     }
     let made = js::call(env, js::undefined(env), factory, &[names, buffer])?;
-    let get = |key: &CStr| -> JsResult<sys::napi_ref> {
-      let f = js::get_named(env, made, key)?;
-      if !js::is_function(env, f) {
-        return Err(Fail::Js);
-      }
-      js::create_ref(env, f)
-    };
-    let one = get(c"one")?;
-    let sessions = get(c"sessions")?;
-    let stats = get(c"stats")?;
-    let generated_stats = get_generated(env, exports, c"getStats")?;
-    let generated_sessions = get_generated(env, exports, c"getAllSessions")?;
+    let one = function_ref(env, made, c"one")?;
+    let sessions = function_ref(env, made, c"sessions")?;
+    let stats = function_ref(env, made, c"stats")?;
+    let generated_stats = function_ref(env, exports, c"getStats")?;
+    let generated_sessions = function_ref(env, exports, c"getAllSessions")?;
     Ok(Shapers {
       env,
       one,
@@ -464,8 +449,9 @@ impl Shapers {
   }
 }
 
-fn get_generated(env: Env, exports: Value, name: &CStr) -> JsResult<sys::napi_ref> {
-  let f = js::get_named(env, exports, name)?;
+/// A reference to the function `obj[name]`.
+fn function_ref(env: Env, obj: Value, name: &CStr) -> JsResult<sys::napi_ref> {
+  let f = js::get_named(env, obj, name)?;
   if !js::is_function(env, f) {
     return Err(Fail::Js);
   }
@@ -588,9 +574,9 @@ fn buffer<'a>(
   Ok((buf, nums, ints))
 }
 
+/// The status's index in the shaper's `statusNames`, -1 for none.
 fn status_index(s: Option<Status>) -> i32 {
-  s.and_then(|s| Status::ALL.iter().position(|x| *x == s))
-    .map_or(-1, |i| i as i32)
+  s.map_or(-1, |s| s.index() as i32)
 }
 
 /// Writes `s` into one state's slots (`nums`: `STATE_NUMS`, `lens`: `STATE_LENS`) and its
@@ -645,6 +631,7 @@ fn pack_state(s: &SessionState, text: &mut Text, nums: &mut [f64], lens: &mut [i
   lens[7] = status_index(s.status);
 }
 
+/// Calls a referenced function (a shaper, or a generated export) with `args`.
 fn call_shaper(env: Env, shaper: sys::napi_ref, args: &[Value]) -> JsResult<Value> {
   let f = js::ref_value(env, shaper)?;
   js::call(env, js::undefined(env), f, args)
@@ -658,7 +645,7 @@ unsafe extern "C" fn get_session_state(env: Env, info: sys::napi_callback_info) 
   let Some(state) = with_id(env, id, table::get).flatten() else {
     return js::null(env);
   };
-  finish(env, shapers(data).and_then(|s| one_state(env, s, &state)))
+  js::callback_result(env, shapers(data).and_then(|s| one_state(env, s, &state)))
 }
 
 fn one_state(env: Env, s: &Shapers, state: &SessionState) -> JsResult<Value> {
@@ -679,7 +666,7 @@ unsafe extern "C" fn get_all_sessions(env: Env, info: sys::napi_callback_info) -
   let Some((_, data)) = (unsafe { js::cb_args::<0>(env, info) }) else {
     return ptr::null_mut();
   };
-  finish(env, shapers(data).and_then(|s| all_sessions(env, s)))
+  js::callback_result(env, shapers(data).and_then(|s| all_sessions(env, s)))
 }
 
 /// Packs every record straight from the table (no copy of the states, as `table::all` makes;
@@ -702,7 +689,7 @@ fn all_sessions(env: Env, s: &Shapers) -> JsResult<Value> {
     pack_state(&r.state, &mut text, &mut nums[i * STATE_NUMS..], l);
   });
   if text.len() > MAX_TEXT {
-    return call_generated(env, s.generated_sessions);
+    return call_shaper(env, s.generated_sessions, &[]);
   }
   order.sort_unstable_by_key(|o| o.0);
   let n = order.len();
@@ -722,7 +709,7 @@ unsafe extern "C" fn get_stats(env: Env, info: sys::napi_callback_info) -> Value
   let Some((_, data)) = (unsafe { js::cb_args::<0>(env, info) }) else {
     return ptr::null_mut();
   };
-  finish(env, shapers(data).and_then(|s| stats_js(env, s)))
+  js::callback_result(env, shapers(data).and_then(|s| stats_js(env, s)))
 }
 
 /// What `stats::collect` gathers (the same fields, rules and order: the bench's parity check
@@ -768,7 +755,7 @@ fn stats_js(env: Env, s: &Shapers) -> JsResult<Value> {
     rows.push(m);
   });
   if text.len() > MAX_TEXT {
-    return call_generated(env, s.generated_stats);
+    return call_shaper(env, s.generated_stats, &[]);
   }
   order.sort_unstable_by_key(|o| o.0);
   let n = rows.len();
@@ -853,11 +840,6 @@ fn write_time(ms_of_day: i64, out: &mut [u8; 24]) {
 /// Past this many UTF-16 units V8 cannot make the one string (its limit is 2^29 - 24
 /// characters): such a registry (millions of sessions) is listed by the generated function.
 const MAX_TEXT: usize = (1 << 29) - 64;
-
-fn call_generated(env: Env, f: sys::napi_ref) -> JsResult<Value> {
-  let f = js::ref_value(env, f)?;
-  js::call(env, js::undefined(env), f, &[])
-}
 
 // ---------------------------------------------------------------------------------------------
 // The benchmark's floor

@@ -119,6 +119,18 @@ pub fn with<R>(f: impl FnOnce(&mut EnvHandles) -> R) -> Option<R> {
   HANDLES.with(|h| h.borrow_mut().as_mut().map(f))
 }
 
+/// The reference to this thread's socket for `id` (only of `generation`, when given).
+#[inline]
+pub fn socket_ref(id: &str, generation: Option<u64>) -> Option<sys::napi_ref> {
+  with(|t| {
+    t.sockets
+      .get(id)
+      .filter(|e| generation.is_none_or(|g| e.generation == g))
+      .map(|e| e.socket)
+  })
+  .flatten()
+}
+
 /// This environment's key and thread id.
 pub fn current() -> Option<(EnvKey, u32)> {
   with(|t| (t.shared.key, t.shared.thread_id))

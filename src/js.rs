@@ -198,20 +198,25 @@ pub fn with_str_checked<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Opt
   with_str(env, v, f)
 }
 
+/// The signature of a native function's callback.
+pub type Callback = unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value;
+
 /// A native function named `name`, calling `cb` with `data`.
 pub fn function(
   env: Env,
-  name: &str,
-  cb: sys::napi_callback,
+  name: &CStr,
+  cb: Callback,
   data: *mut std::ffi::c_void,
 ) -> JsResult<Value> {
-  out!(napi_create_function(
-    env,
-    name.as_ptr().cast(),
-    name.len() as isize,
-    cb,
-    data
-  ))
+  out!(napi_create_function(env, name.as_ptr(), -1, Some(cb), data))
+}
+
+/// Ends a native callback: the value, or `NULL` with the failure thrown.
+pub fn callback_result(env: Env, r: JsResult<Value>) -> Value {
+  r.unwrap_or_else(|f| {
+    throw_fail(env, f);
+    ptr::null_mut()
+  })
 }
 
 /// The first `N` arguments (missing ones are `undefined`, as Node-API fills them) and the
@@ -366,23 +371,13 @@ pub fn describe(env: Env, v: Value) -> String {
   "unknown error".into()
 }
 
-/// Throws `e` as a JS `Error` (or `TypeError`) with `e.code()` as its `code`.
+/// Throws `e` as a JS `Error` (or `TypeError`) with `e.code()` as its `code`, unless an
+/// exception is already pending (that one is what the caller sees).
 pub fn throw_registry_error(env: Env, e: &RegistryError) {
   if exception_pending(env) {
     return;
   }
-  let (Ok(code), Ok(msg)) = (string(env, e.code()), string(env, &e.to_string())) else {
-    return;
-  };
-  let mut err = ptr::null_mut();
-  let status = unsafe {
-    if e.is_type_error() {
-      sys::napi_create_type_error(env, code, msg, &mut err)
-    } else {
-      sys::napi_create_error(env, code, msg, &mut err)
-    }
-  };
-  if status == sys::Status::napi_ok {
+  if let Ok(err) = error_value(env, e) {
     unsafe { sys::napi_throw(env, err) };
   }
 }
@@ -406,14 +401,11 @@ pub fn error_value(env: Env, e: &RegistryError) -> JsResult<Value> {
 pub fn throw_fail(env: Env, f: Fail) {
   match f {
     Fail::Registry(e) => throw_registry_error(env, &e),
-    Fail::Js => {
-      if !exception_pending(env) {
-        throw_registry_error(
-          env,
-          &RegistryError::Internal("a Node-API call failed unexpectedly".into()),
-        );
-      }
-    }
+    // Usually a JS exception is pending and is kept; otherwise this says what happened.
+    Fail::Js => throw_registry_error(
+      env,
+      &RegistryError::Internal("a Node-API call failed unexpectedly".into()),
+    ),
   }
 }
 

@@ -50,6 +50,11 @@ impl Status {
     }
   }
 
+  /// The position of `self` in [`Status::ALL`] (the variants are declared in that order).
+  pub fn index(self) -> usize {
+    self as usize
+  }
+
   pub fn parse(text: &str) -> Option<Status> {
     Status::ALL.iter().copied().find(|s| s.as_str() == text)
   }
@@ -535,6 +540,7 @@ mod tests {
     assert_eq!(disconnect_reason(None, None), None);
     for s in Status::ALL {
       assert_eq!(Status::parse(s.as_str()), Some(s));
+      assert_eq!(Status::ALL[s.index()], s);
     }
     assert!(!Status::LoggedOut.can_lead_to(Status::Open));
     assert!(Status::Replaced.can_lead_to(Status::Open));

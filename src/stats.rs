@@ -25,10 +25,7 @@ pub struct Stats {
 }
 
 pub fn status_index(status: Option<Status>) -> usize {
-  match status {
-    Some(s) => Status::ALL.iter().position(|x| *x == s).unwrap_or(0),
-    None => Status::ALL.len(),
-  }
+  status.map_or(Status::ALL.len(), Status::index)
 }
 
 fn summary(id: &str, s: &SessionState, now: f64, idle_after_ms: f64) -> SessionSummary {

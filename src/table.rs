@@ -172,14 +172,6 @@ pub fn seq_of(id: &str) -> Option<u64> {
   TABLE.get(id).map(|r| r.seq)
 }
 
-pub fn contains(id: &str) -> bool {
-  TABLE.contains_key(id)
-}
-
-pub fn generation_of(id: &str) -> Option<u64> {
-  TABLE.get(id).map(|r| r.generation)
-}
-
 /// Calls `f` for every record, without copying. `f` must not touch the table.
 pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
   for r in TABLE.iter() {

@@ -71,45 +71,32 @@ unsafe extern "C" fn free_listener_data(_env: Env, data: *mut c_void, _hint: *mu
 fn listener_function(env: Env, data: ListenerData) -> JsResult<Value> {
   let name = data.kind_name();
   let raw = Box::into_raw(Box::new(data));
-  let mut f = ptr::null_mut();
-  let status = unsafe {
-    sys::napi_create_function(
-      env,
-      name.as_ptr().cast(),
-      name.len() as isize,
-      Some(on_event),
-      raw.cast(),
-      &mut f,
-    )
-  };
-  if status != sys::Status::napi_ok {
+  let made = js::function(env, name, on_event, raw.cast()).and_then(|f| {
+    // The data lives as long as the function object.
+    let status = unsafe {
+      sys::napi_add_finalizer(
+        env,
+        f,
+        raw.cast(),
+        Some(free_listener_data),
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    };
+    js::ok(status).map(|_| f)
+  });
+  if made.is_err() {
     drop(unsafe { Box::from_raw(raw) });
-    return Err(js::Fail::Js);
   }
-  // The data lives as long as the function object.
-  if unsafe {
-    sys::napi_add_finalizer(
-      env,
-      f,
-      raw.cast(),
-      Some(free_listener_data),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  } != sys::Status::napi_ok
-  {
-    drop(unsafe { Box::from_raw(raw) });
-    return Err(js::Fail::Js);
-  }
-  Ok(f)
+  made
 }
 
 impl ListenerData {
-  fn kind_name(&self) -> &'static str {
+  fn kind_name(&self) -> &'static CStr {
     match self.kind {
-      Kind::Connection => "registryConnectionUpdate",
-      Kind::Messages => "registryMessagesUpsert",
-      Kind::Creds => "registryCredsUpdate",
+      Kind::Connection => c"registryConnectionUpdate",
+      Kind::Messages => c"registryMessagesUpsert",
+      Kind::Creds => c"registryCredsUpdate",
     }
   }
 }
@@ -221,28 +208,18 @@ pub fn end_socket(env: Env, session_id: &str, socket: Value) {
     }
   };
   if js::is_object(env, result) {
-    let then = js::get_named(env, result, c"then");
-    if let Ok(then) = then.map(|t| (t, js::is_function(env, t))) {
-      if then.1 {
-        let mut noop = ptr::null_mut();
-        let made = unsafe {
-          sys::napi_create_function(
-            env,
-            c"ignoreEndRejection".as_ptr(),
-            -1,
-            Some(swallow),
-            ptr::null_mut(),
-            &mut noop,
-          )
-        };
-        if made == sys::Status::napi_ok
-          && js::call(env, result, then.0, &[js::undefined(env), noop]).is_err()
-        {
+    match js::get_named(env, result, c"then") {
+      Ok(then) if js::is_function(env, then) => {
+        let caught = js::function(env, c"ignoreEndRejection", swallow, ptr::null_mut())
+          .and_then(|noop| js::call(env, result, then, &[js::undefined(env), noop]));
+        if caught.is_err() {
           record_fault(session_id, "end() promise", &thrown(env));
         }
       }
-    } else {
-      js::take_exception(env);
+      Ok(_) => {}
+      Err(_) => {
+        js::take_exception(env);
+      }
     }
   }
 }
@@ -427,13 +404,7 @@ fn read_me(env: Env, me: Value) -> Option<Me> {
 
 /// The live identity, `socket.authState.creds.me` (`socket.user` is a stale copy).
 fn socket_me(env: Env, session_id: &str, generation: u64) -> Option<Me> {
-  let socket_ref = handles::with(|t| {
-    t.sockets
-      .get(session_id)
-      .filter(|e| e.generation == generation)
-      .map(|e| e.socket)
-  })
-  .flatten()?;
+  let socket_ref = handles::socket_ref(session_id, Some(generation))?;
   let socket = js::ref_value(env, socket_ref).ok()?;
   let me = js::get_named(env, socket, c"authState")
     .ok()
