@@ -54,6 +54,8 @@ pub enum RegistryError {
   SnapshotCorrupt(String),
   /// A snapshot file has a `version` this build does not know.
   SnapshotVersion(String),
+  /// A snapshot is larger than [`crate::snapshot::MAX_SNAPSHOT_BYTES`].
+  SnapshotTooLarge(String),
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
   Internal(String),
 }
@@ -81,6 +83,7 @@ impl RegistryError {
       Self::SnapshotIo(_) => "ERR_SNAPSHOT_IO",
       Self::SnapshotCorrupt(_) => "ERR_SNAPSHOT_CORRUPT",
       Self::SnapshotVersion(_) => "ERR_SNAPSHOT_VERSION",
+      Self::SnapshotTooLarge(_) => "ERR_SNAPSHOT_TOO_LARGE",
       Self::Internal(_) => "ERR_INTERNAL",
     }
   }
@@ -120,6 +123,7 @@ impl fmt::Display for RegistryError {
       | Self::SnapshotIo(m)
       | Self::SnapshotCorrupt(m)
       | Self::SnapshotVersion(m)
+      | Self::SnapshotTooLarge(m)
       | Self::Internal(m) => f.write_str(m),
       Self::SessionOwnedByOtherThread {
         session_id,

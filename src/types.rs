@@ -115,6 +115,10 @@ pub enum RegistryErrorCode {
   /// A snapshot file has a `version` this build does not read.
   #[napi(value = "ERR_SNAPSHOT_VERSION")]
   SnapshotVersion,
+  /// A snapshot is larger than 256 MiB (`saveSnapshot` writes nothing, `loadSnapshot` reads
+  /// no further).
+  #[napi(value = "ERR_SNAPSHOT_TOO_LARGE")]
+  SnapshotTooLarge,
   /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
   #[napi(value = "ERR_INTERNAL")]
   Internal,
