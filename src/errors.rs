@@ -48,7 +48,7 @@ pub enum RegistryError {
   },
   /// The snapshot file does not exist.
   SnapshotNotFound(String),
-  /// A snapshot file could not be read or written.
+  /// A snapshot file could not be read or written, or is not a regular file.
   SnapshotIo(String),
   /// A snapshot file is not valid JSON of the expected shape.
   SnapshotCorrupt(String),

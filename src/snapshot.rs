@@ -179,8 +179,8 @@ fn io_error(action: &str, path: &Path, e: std::io::Error) -> RegistryError {
 }
 
 /// The largest snapshot `saveSnapshot` writes and `loadSnapshot` reads: 256 MiB. A session
-/// without custom keys takes about 700 bytes, so 100,000 sessions fit with about 2 KB of
-/// custom keys each. The cap keeps a wrong path (a huge file, a device) from using up memory.
+/// takes about 600 bytes plus its custom keys (measured: 100,000 sessions with four short
+/// custom keys, 59 MB), so 100,000 sessions fit with about 2 KB of custom keys each. The cap keeps a wrong path (a huge file, a device) from using up memory.
 pub const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Symbolic links followed before a path counts as a loop (Linux's own limit).

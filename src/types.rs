@@ -106,7 +106,8 @@ pub enum RegistryErrorCode {
   /// The snapshot file does not exist.
   #[napi(value = "ERR_SNAPSHOT_NOT_FOUND")]
   SnapshotNotFound,
-  /// A snapshot file could not be read or written.
+  /// A snapshot file could not be read or written, or its path names something other than a
+  /// regular file (a directory, FIFO, socket, device, or a symbolic-link loop).
   #[napi(value = "ERR_SNAPSHOT_IO")]
   SnapshotIo,
   /// A snapshot file is not valid JSON of the expected shape.
