@@ -75,7 +75,9 @@ export interface LastDisconnect {
 /**
  * Reads a snapshot written by {@link saveSnapshot} and resolves with its sessions. It changes
  * nothing in the registry (it does not invent sockets): the bot re-creates its sockets from
- * the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO`,
+ * the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO` (also for anything
+ * but a regular file, such as a directory, FIFO or device, refused without reading it),
+ * `ERR_SNAPSHOT_TOO_LARGE` (over 256 MiB; never reads more than that),
  * `ERR_SNAPSHOT_CORRUPT` (truncated or malformed) or `ERR_SNAPSHOT_VERSION`.
  */
 export declare function loadSnapshot(path: string): Promise<SavedSession[]>
@@ -140,7 +142,7 @@ export interface RegistryConfig {
  * (`ERR_INVALID_*`, `ERR_FORBIDDEN_STATE_KEY`, `ERR_READ_ONLY_STATE_KEY`,
  * `ERR_MISSING_SESSION_ID`), the others plain `Error`s.
  */
-export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
+export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
 
 /**
  * What `getStats()` returns, for every session of the process: the shape of
@@ -213,7 +215,12 @@ export interface SavedSession {
  * code or a socket) to `path` as JSON with a `version` field. The write is atomic: a
  * temporary file in the same directory, readable by its owner only, flushed to disk and
  * renamed over `path`; on failure the previous file is left as it was and the promise
- * rejects with `ERR_SNAPSHOT_IO`.
+ * rejects with `ERR_SNAPSHOT_IO`. A symbolic link (or a chain of them) is followed and the
+ * file it names is replaced, the link kept; a dangling link creates its target. A directory,
+ * FIFO, socket or device at `path` is refused with `ERR_SNAPSHOT_IO` and left untouched, as
+ * is a symbolic link loop. A snapshot over 256 MiB rejects with `ERR_SNAPSHOT_TOO_LARGE`
+ * and writes nothing. Each save first removes the temporary files of this path that
+ * writers killed mid-save left behind (their process gone, the file unchanged for 60 s).
  */
 export declare function saveSnapshot(path: string): Promise<SnapshotInfo>
 

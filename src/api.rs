@@ -887,7 +887,12 @@ fn path_arg(env: js::Env, v: Value, what: &str) -> JsResult<PathBuf> {
 /// code or a socket) to `path` as JSON with a `version` field. The write is atomic: a
 /// temporary file in the same directory, readable by its owner only, flushed to disk and
 /// renamed over `path`; on failure the previous file is left as it was and the promise
-/// rejects with `ERR_SNAPSHOT_IO`.
+/// rejects with `ERR_SNAPSHOT_IO`. A symbolic link (or a chain of them) is followed and the
+/// file it names is replaced, the link kept; a dangling link creates its target. A directory,
+/// FIFO, socket or device at `path` is refused with `ERR_SNAPSHOT_IO` and left untouched, as
+/// is a symbolic link loop. A snapshot over 256 MiB rejects with `ERR_SNAPSHOT_TOO_LARGE`
+/// and writes nothing. Each save first removes the temporary files of this path that
+/// writers killed mid-save left behind (their process gone, the file unchanged for 60 s).
 #[napi(
   ts_args_type = "path: string",
   ts_return_type = "Promise<SnapshotInfo>"
@@ -921,7 +926,9 @@ fn save_js(env: js::Env, path: Value) -> JsResult<Value> {
 
 /// Reads a snapshot written by {@link saveSnapshot} and resolves with its sessions. It changes
 /// nothing in the registry (it does not invent sockets): the bot re-creates its sockets from
-/// the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO`,
+/// the list. Rejects with `ERR_SNAPSHOT_NOT_FOUND`, `ERR_SNAPSHOT_IO` (also for anything
+/// but a regular file, such as a directory, FIFO or device, refused without reading it),
+/// `ERR_SNAPSHOT_TOO_LARGE` (over 256 MiB; never reads more than that),
 /// `ERR_SNAPSHOT_CORRUPT` (truncated or malformed) or `ERR_SNAPSHOT_VERSION`.
 #[napi(
   ts_args_type = "path: string",

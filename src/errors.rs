@@ -48,12 +48,14 @@ pub enum RegistryError {
   },
   /// The snapshot file does not exist.
   SnapshotNotFound(String),
-  /// A snapshot file could not be read or written.
+  /// A snapshot file could not be read or written, or is not a regular file.
   SnapshotIo(String),
   /// A snapshot file is not valid JSON of the expected shape.
   SnapshotCorrupt(String),
   /// A snapshot file has a `version` this build does not know.
   SnapshotVersion(String),
+  /// A snapshot is larger than [`crate::snapshot::MAX_SNAPSHOT_BYTES`].
+  SnapshotTooLarge(String),
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
   Internal(String),
 }
@@ -81,6 +83,7 @@ impl RegistryError {
       Self::SnapshotIo(_) => "ERR_SNAPSHOT_IO",
       Self::SnapshotCorrupt(_) => "ERR_SNAPSHOT_CORRUPT",
       Self::SnapshotVersion(_) => "ERR_SNAPSHOT_VERSION",
+      Self::SnapshotTooLarge(_) => "ERR_SNAPSHOT_TOO_LARGE",
       Self::Internal(_) => "ERR_INTERNAL",
     }
   }
@@ -120,6 +123,7 @@ impl fmt::Display for RegistryError {
       | Self::SnapshotIo(m)
       | Self::SnapshotCorrupt(m)
       | Self::SnapshotVersion(m)
+      | Self::SnapshotTooLarge(m)
       | Self::Internal(m) => f.write_str(m),
       Self::SessionOwnedByOtherThread {
         session_id,

@@ -106,7 +106,8 @@ pub enum RegistryErrorCode {
   /// The snapshot file does not exist.
   #[napi(value = "ERR_SNAPSHOT_NOT_FOUND")]
   SnapshotNotFound,
-  /// A snapshot file could not be read or written.
+  /// A snapshot file could not be read or written, or its path names something other than a
+  /// regular file (a directory, FIFO, socket, device, or a symbolic-link loop).
   #[napi(value = "ERR_SNAPSHOT_IO")]
   SnapshotIo,
   /// A snapshot file is not valid JSON of the expected shape.
@@ -115,6 +116,10 @@ pub enum RegistryErrorCode {
   /// A snapshot file has a `version` this build does not read.
   #[napi(value = "ERR_SNAPSHOT_VERSION")]
   SnapshotVersion,
+  /// A snapshot is larger than 256 MiB (`saveSnapshot` writes nothing, `loadSnapshot` reads
+  /// no further).
+  #[napi(value = "ERR_SNAPSHOT_TOO_LARGE")]
+  SnapshotTooLarge,
   /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
   #[napi(value = "ERR_INTERNAL")]
   Internal,
