@@ -1,5 +1,7 @@
-// The package as a user meets it (issue 6): `npm pack`, installed from the
-// tarball into a fresh project outside the repository next to Baileys, then
+// The package as a user meets it (issue 6): `npm pack` of the root package and
+// of this platform's npm/ package (the root carries no binary, issue 13),
+// installed from the tarballs into a fresh project outside the repository next
+// to Baileys, then
 // used there by an ESM bot laid out like the real one, a CommonJS consumer and
 // a TypeScript consumer (plus a file that must fail to type-check); and the
 // loader's error when no binary matches. Fixtures: __test__/consumer/bot/.
@@ -37,6 +39,9 @@ let work // temporary directory: tarball, project, copies
 let project // the consumer project
 let tarball
 let packedFiles
+let platformTarball
+let platformFiles
+let platformMeta
 let server
 
 /** linux-x64-gnu, darwin-arm64, win32-x64-msvc...: napi-rs's name for this platform. */
@@ -58,7 +63,11 @@ function cleanEnv (extra = {}) {
 }
 
 function run (cmd, args, { cwd, env, timeout = 120000 } = {}) {
-  const r = spawnSync(cmd, args, { cwd, env: env ?? cleanEnv(), encoding: 'utf8', timeout, maxBuffer: 64 * 1024 * 1024 })
+  const options = { cwd, env: env ?? cleanEnv(), encoding: 'utf8', timeout, maxBuffer: 64 * 1024 * 1024 }
+  // Windows starts npm.cmd only through a shell, which takes one command line.
+  const r = cmd === npm && process.platform === 'win32'
+    ? spawnSync([cmd, ...args].map((a) => (/[\s"]/.test(a) ? `"${a}"` : a)).join(' '), { ...options, shell: true })
+    : spawnSync(cmd, args, options)
   if (r.error) throw r.error
   return r
 }
@@ -118,6 +127,15 @@ before(async () => {
   tarball = join(work, info.filename)
   packedFiles = info.files.map((f) => f.path)
 
+  // This platform's package as `napi artifacts` fills it: a copy of npm/<platform> plus the binary.
+  const staged = join(work, 'platform-package')
+  cpSync(join(root, 'npm', platform), staged, { recursive: true })
+  cpSync(join(root, binaryFile), join(staged, binaryFile))
+  platformMeta = JSON.parse(readFileSync(join(staged, 'package.json'), 'utf8'))
+  const [platformInfo] = JSON.parse(runOk(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: staged }).stdout)
+  platformTarball = join(work, platformInfo.filename)
+  platformFiles = platformInfo.files.map((f) => f.path)
+
   project = join(work, 'bot')
   cpSync(fixtures, project, { recursive: true })
   writeFileSync(join(project, 'package.json'), JSON.stringify({
@@ -127,6 +145,8 @@ before(async () => {
     type: 'module',
     dependencies: {
       'baileys-socket-registry': `file:${tarball}`,
+      // As published, the root package names it in optionalDependencies (napi prepublish).
+      [`baileys-socket-registry-${platform}`]: `file:${platformTarball}`,
       '@whiskeysockets/baileys': lockVersion('@whiskeysockets/baileys'),
       pino: lockVersion('pino')
     },
@@ -146,7 +166,7 @@ after(async () => {
 })
 
 test('the tarball holds what a user needs and nothing else', () => {
-  const needed = ['package.json', 'README.md', 'loader.js', 'index.js', 'index.d.ts', binaryFile]
+  const needed = ['package.json', 'README.md', 'loader.js', 'index.js', 'index.d.ts']
   for (const f of needed) assert.ok(packedFiles.includes(f), `${f} is missing from the tarball: ${packedFiles}`)
   const extra = packedFiles.filter((f) => !needed.includes(f) && !/^LICEN[CS]E/i.test(f))
   assert.deepEqual(extra, [], 'the tarball holds files a user does not need')
@@ -156,7 +176,8 @@ test('the tarball holds what a user needs and nothing else', () => {
   }
   const installed = join(project, 'node_modules', 'baileys-socket-registry')
   assert.deepEqual(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).main, 'loader.js')
-  assert.ok(existsSync(join(installed, binaryFile)))
+  assert.equal(existsSync(join(installed, binaryFile)), false, 'the binary comes from the platform package')
+  assert.ok(existsSync(join(project, 'node_modules', `baileys-socket-registry-${platform}`, binaryFile)))
 })
 
 test('an ESM bot laid out like the real one works from the tarball and exits by itself', async () => {
@@ -233,7 +254,7 @@ test('without a matching binary the loader says what to do', async () => {
   const copy = join(bare, 'node_modules', 'baileys-socket-registry')
   mkdirSync(dirname(copy), { recursive: true })
   cpSync(join(project, 'node_modules', 'baileys-socket-registry'), copy, { recursive: true })
-  rmSync(join(copy, binaryFile))
+  assert.equal(existsSync(join(copy, binaryFile)), false)
   const load = (how) => {
     const code = how === 'esm'
       ? "import('baileys-socket-registry').catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); process.exitCode = 3 })"
@@ -264,29 +285,18 @@ test('without a matching binary the loader says what to do', async () => {
 
 test('the npm/ platform package for this platform provides the binary', () => {
   // As published: the root package without a .node, plus the platform package that
-  // `napi prepublish` makes an optional dependency. Packed from a copy of npm/<platform>.
-  const staged = join(work, 'platform-package')
-  cpSync(join(root, 'npm', platform), staged, { recursive: true })
-  cpSync(join(root, binaryFile), join(staged, binaryFile))
-  const meta = JSON.parse(readFileSync(join(staged, 'package.json'), 'utf8'))
-  assert.equal(meta.name, `baileys-socket-registry-${platform}`)
-  assert.equal(meta.version, pkg.version, 'npm/ versions follow package.json (napi version)')
-  assert.equal(meta.main, binaryFile)
-  const [info] = JSON.parse(runOk(npm, ['pack', '--json', '--pack-destination', work], { cwd: staged }).stdout)
-  assert.deepEqual(info.files.map((f) => f.path).sort(), ['README.md', binaryFile, 'package.json'].sort())
+  // `napi prepublish` makes an optional dependency, both installed from their tarballs.
+  assert.equal(platformMeta.name, `baileys-socket-registry-${platform}`)
+  assert.equal(platformMeta.version, pkg.version, 'npm/ versions follow package.json (napi version)')
+  assert.equal(platformMeta.main, binaryFile)
+  assert.deepEqual(platformFiles.sort(), ['README.md', binaryFile, 'package.json'].sort())
 
-  const bare = join(work, 'platform-layout')
-  const rootCopy = join(bare, 'node_modules', 'baileys-socket-registry')
-  const platformCopy = join(bare, 'node_modules', meta.name)
-  mkdirSync(platformCopy, { recursive: true })
-  cpSync(join(project, 'node_modules', 'baileys-socket-registry'), rootCopy, { recursive: true })
-  rmSync(join(rootCopy, binaryFile))
-  runOk('tar', ['-xzf', join(work, info.filename), '-C', platformCopy, '--strip-components=1'])
   const r = runOk(process.execPath, ['-e', [
     "const r = require('baileys-socket-registry')",
     "const s = r.registerSocket('p', { ev: { on () {}, off () {} }, end () {} })",
-    "console.log(JSON.stringify({ target: r.__napiBindingTarget, same: r.getSocket('p') === s, count: r.getSocketCount() }))",
+    `const from = require('node:path').relative(process.cwd(), require.resolve('${platformMeta.name}')).split(require('node:path').sep).join('/')`,
+    "console.log(JSON.stringify({ target: r.__napiBindingTarget, same: r.getSocket('p') === s, count: r.getSocketCount(), from }))",
     'r.clearAll()'
-  ].join('\n')], { cwd: bare })
-  assert.deepEqual(JSON.parse(r.stdout), { target: 'native', same: true, count: 1 })
+  ].join('\n')], { cwd: project })
+  assert.deepEqual(JSON.parse(r.stdout), { target: 'native', same: true, count: 1, from: `node_modules/${platformMeta.name}/${binaryFile}` })
 })

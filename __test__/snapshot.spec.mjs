@@ -102,7 +102,7 @@ function runChild (args, { shell } = {}) {
   return out
 }
 
-test('round trip: saveSnapshot writes the sessions, loadSnapshot gives them back', async () => {
+test('round trip: saveSnapshot writes the sessions, loadSnapshot gives them back', { skip: process.platform === 'win32' && 'checks POSIX file modes (0600: owner only), which Windows files do not have' }, async () => {
   const dir = tempDir()
   const file = path.join(dir, 'sessions.json')
   registerSocket('snap_open', connect('snap_open'))
@@ -175,7 +175,7 @@ test('round trip: saveSnapshot writes the sessions, loadSnapshot gives them back
   assert.deepEqual(await loadSnapshot(file), [])
 })
 
-test('a file name near the file-system limit is written atomically too', async () => {
+test('a file name near the file-system limit is written atomically too', { skip: process.platform === 'win32' && 'checks POSIX file modes (0600: owner only), which Windows files do not have' }, async () => {
   const dir = tempDir()
   // 250 bytes: a valid name, too long once a temporary prefix and suffix are added to it whole.
   const file = path.join(dir, `${'s'.repeat(245)}.json`)
@@ -354,7 +354,7 @@ function makeReadOnly (dir) {
   return () => spawnSync('chattr', ['-i', dir])
 }
 
-test('crash safety: a read-only directory keeps the previous snapshot', async (t) => {
+test('crash safety: a read-only directory keeps the previous snapshot', { skip: process.platform === 'win32' && 'makes the directory read-only with chattr +i or chmod 0500 (and asks process.getuid()), none of which Windows has' }, async (t) => {
   const dir = tempDir()
   const file = path.join(dir, 'snap.json')
   await untrackedOpen('crash_ro')
@@ -376,7 +376,7 @@ test('crash safety: a read-only directory keeps the previous snapshot', async (t
   assert.equal((await loadSnapshot(file))[0].custom.generation, 1)
 })
 
-test('crash safety: a write that fails half-way (file-size limit, like a full disk) keeps the previous snapshot', async () => {
+test('crash safety: a write that fails half-way (file-size limit, like a full disk) keeps the previous snapshot', { skip: process.platform === 'win32' && 'limits the file size with bash `ulimit -f` (RLIMIT_FSIZE), which Windows does not have' }, async () => {
   const dir = tempDir()
   const file = path.join(dir, 'snap.json')
   await untrackedOpen('crash_efbig')
@@ -397,7 +397,7 @@ test('crash safety: a write that fails half-way (file-size limit, like a full di
   assert.equal((await loadSnapshot(file))[0].sessionId, 'crash_efbig')
 })
 
-test('crash safety: a process killed in the middle of a write leaves a whole snapshot', async () => {
+test('crash safety: a process killed in the middle of a write leaves a whole snapshot', { skip: process.platform === 'win32' && 'kills the writer with SIGKILL; Windows has no signals' }, async () => {
   const BLOB = 8_000_000
   let killedMidWrite = false
   for (let attempt = 1; attempt <= 5 && !killedMidWrite; attempt++) {
