@@ -240,11 +240,11 @@ fn register_checked(
   if is_registered_as(env, id, socket) {
     return Ok(());
   }
-  let socket_ref = js::create_ref(env, socket)?;
+  let socket_ref = js::Ref::new(env, socket)?;
   let registered = match table::register(id, env_key, thread_id, track, takeover, js::now_ms()) {
     Ok(r) => r,
     Err(e) => {
-      js::delete_ref(env, socket_ref);
+      socket_ref.delete(env);
       return Err(e.into());
     }
   };
@@ -310,8 +310,7 @@ fn register_checked(
 
 /// Whether `socket` is the very object this thread has registered under `id`.
 fn is_registered_as(env: js::Env, id: &str, socket: Value) -> bool {
-  handles::socket_ref(id, None)
-    .and_then(|r| js::ref_value(env, r).ok())
+  handles::socket_value(env, id, None)
     .is_some_and(|current| js::strict_equals(env, current, socket))
 }
 
@@ -324,11 +323,9 @@ fn is_registered_as(env: js::Env, id: &str, socket: Value) -> bool {
 pub fn get_socket(env: Env, session_id: JsAny) -> JsAny {
   let env = env.raw();
   handles::sync_pending(env);
-  // Read at once: no JavaScript runs between the lookup and the read.
-  let found = js::with_id(env, session_id.0, |id| handles::socket_ref(id, None))
+  let found = js::with_id(env, session_id.0, |id| handles::socket_value(env, id, None))
     .ok()
-    .flatten()
-    .and_then(|r| js::ref_value(env, r).ok());
+    .flatten();
   JsAny(found.unwrap_or_else(|| js::null(env)))
 }
 
@@ -372,7 +369,7 @@ fn all_sockets(env: js::Env) -> JsResult<Value> {
         (
           table::seq_of(k).unwrap_or(u64::MAX),
           k.clone(),
-          js::ref_value(env, e.socket),
+          e.socket.value(env),
         )
       })
       .collect()

@@ -193,9 +193,8 @@ unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Valu
     return ptr::null_mut();
   };
   handles::sync_pending(env);
-  with_id(env, id, |id| handles::socket_ref(id, None))
+  with_id(env, id, |id| handles::socket_value(env, id, None))
     .flatten()
-    .and_then(|r| js::ref_value(env, r).ok())
     .unwrap_or_else(|| js::null(env))
 }
 

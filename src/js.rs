@@ -394,7 +394,7 @@ pub fn new_instance(env: Env, ctor: Value, args: &[Value]) -> JsResult<Value> {
   out!(napi_new_instance(env, ctor, args.len(), args.as_ptr()))
 }
 
-pub fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
+fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   out!(napi_create_reference(env, v, 1))
 }
 
@@ -419,11 +419,11 @@ impl Ref {
   }
 }
 
-pub fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
+fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
   out!(napi_get_reference_value(env, r))
 }
 
-pub fn delete_ref(env: Env, r: sys::napi_ref) {
+fn delete_ref(env: Env, r: sys::napi_ref) {
   unsafe { sys::napi_delete_reference(env, r) };
 }
 
