@@ -307,6 +307,9 @@ const SHAPERS_JS: &str = r#"(function (statusNames, scratch) {
     const out = create(null)
     for (let j = 0; j < n; j++) {
       const i = lens[order + j]
+      // Set again for each session: a built-in the caller replaced before the addon loaded
+      // could call in again from state() and leave another call's text behind.
+      text = t
       at = lens[i * L + 8]
       const id = take(lens[i * L + 6])
       out[id] = state(nums, lens, i * N, i * L)
