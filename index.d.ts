@@ -9,7 +9,11 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** Unregisters every socket of this thread. */
+/**
+ * Unregisters every socket this thread had registered when it was called. They all leave the
+ * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
+ * reconnects) stays registered, so `clearAll` always ends.
+ */
 export declare function clearAll(): void
 
 /**
@@ -107,16 +111,18 @@ export interface RegisterOptions {
 /**
  * Stores `socket` under `sessionId` and returns the same socket.
  *
- * If the id already has another socket in this thread, that socket is let go first: the
- * registry's listeners are removed from it (`ev.off`) and it is ended (`end(undefined)`).
- * Registering the socket that is already registered under the id changes nothing.
+ * If the id already has another socket in this thread, the new socket takes its place and
+ * then the old one is let go: the registry's listeners are removed from it (`ev.off`) and it
+ * is ended (`end(undefined)`). If that `end()` registers the id again, that registration is
+ * the latest and wins. Registering the socket that is already registered under the id
+ * changes nothing.
  * The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
  * error: null, status: 'connecting' }` (status `null` when not tracked). Unless
  * `{ track: false }`, the registry follows the socket's `connection.update`,
  * `messages.upsert` and `creds.update` events to keep that state current.
  *
- * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string,
- * `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
+ * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
+ * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
  * `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
  * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
  */
@@ -140,9 +146,12 @@ export interface RegistryConfig {
  * The stable `code` of every error the registry throws (or rejects a promise with); match
  * on it, never on the message. Errors for a value of the wrong type are `TypeError`s
  * (`ERR_INVALID_*`, `ERR_FORBIDDEN_STATE_KEY`, `ERR_READ_ONLY_STATE_KEY`,
- * `ERR_MISSING_SESSION_ID`), the others plain `Error`s.
+ * `ERR_MISSING_SESSION_ID`), a state update over a size limit a `RangeError`
+ * (`ERR_STATE_TOO_LARGE`), the others plain `Error`s. An exception thrown by the caller's own
+ * code (a getter, a Proxy trap, `toJSON`, the `makeWASocket` factory) passes through as it
+ * is, without a `code`.
  */
-export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
+export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_STATE_TOO_LARGE' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
 
 /**
  * What `getStats()` returns, for every session of the process: the shape of
@@ -454,7 +463,9 @@ export declare function unregisterSocket(sessionId: string): boolean
  * `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
  * `error` a string/null/Error, `status` a known status or null; functions, symbols and
  * bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
- * `prototype` (at any depth), and `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets.
+ * `prototype` (at any depth), `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets, and
+ * `ERR_STATE_TOO_LARGE` (RangeError) past a limit: objects nested 64 deep, 100,000 values,
+ * a key of 4 KiB, a string of 16 MiB, 32 MiB of keys and strings in all.
  * Nothing is changed when it throws.
  */
 export declare function updateSessionState<T extends object = {}>(sessionId: string, updates: SessionStateUpdate & T): void

@@ -10,10 +10,20 @@
 // cjs-module-lexer, which follows that re-export into index.js.
 'use strict'
 
+// The addon asks `process.getBuiltinModule('worker_threads')` for the thread id it records in
+// every session; that function exists from Node 20.16 only. On older versions this loader,
+// which can require, hands the id over in a global that lives only while the addon loads.
+const THREAD_ID_KEY = '__baileysSocketRegistryThreadId'
+Object.defineProperty(globalThis, THREAD_ID_KEY, {
+  value: require('node:worker_threads').threadId,
+  configurable: true
+})
 try {
   module.exports = require('./index.js')
 } catch (error) {
   throw explainLoadError(error)
+} finally {
+  delete globalThis[THREAD_ID_KEY]
 }
 
 function explainLoadError (error) {

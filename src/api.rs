@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::sys::ValueType as Vt;
@@ -14,12 +12,12 @@ use napi_derive::napi;
 use crate::config;
 use crate::convert;
 use crate::errors::RegistryError;
-use crate::events::{self, ChangeKind, StateChange};
+use crate::events::{self, ChangeKind};
 use crate::handles::{self, SocketEntry};
 use crate::js::{self, Fail, JsResult, Value};
 use crate::promise::{self, KeepAlive, Outcome};
 use crate::snapshot::{self, SavedSession};
-use crate::state::{SessionState, Status};
+use crate::state::Status;
 use crate::stats;
 use crate::table;
 use crate::tracking;
@@ -60,12 +58,13 @@ fn finish<T>(env: &Env, r: JsResult<T>) -> napi::Result<T> {
 }
 
 fn session_id_arg(env: js::Env, v: Value, what: &str) -> JsResult<String> {
-  match js::get_string(env, v) {
-    Some(id) if !id.is_empty() => Ok(id),
-    Some(_) => {
+  match js::with_id(env, v, str::to_owned) {
+    Ok(id) if !id.is_empty() => Ok(id),
+    Ok(_) => {
       Err(RegistryError::InvalidSessionId(format!("{what}: sessionId must not be empty")).into())
     }
-    None => Err(
+    Err(js::BadId::LoneSurrogate) => Err(lone_surrogate(what).into()),
+    Err(js::BadId::NotString) => Err(
       RegistryError::InvalidSessionId(format!(
         "{what}: sessionId must be a non-empty string, got {}",
         type_name(env, v)
@@ -73,6 +72,18 @@ fn session_id_arg(env: js::Env, v: Value, what: &str) -> JsResult<String> {
       .into(),
     ),
   }
+}
+
+fn lone_surrogate(what: &str) -> RegistryError {
+  RegistryError::InvalidSessionId(format!(
+    "{what}: sessionId contains a lone surrogate (half of a UTF-16 pair), which cannot be kept apart from other such ids"
+  ))
+}
+
+/// The id a lookup asks for; `None` (no such session, as for a non-string) when it cannot be a
+/// registered id: a session id never holds a lone surrogate.
+fn lookup_id(env: js::Env, v: Value) -> Option<String> {
+  js::with_id(env, v, str::to_owned).ok()
 }
 
 fn type_name(env: js::Env, v: Value) -> &'static str {
@@ -141,16 +152,18 @@ fn env_identity() -> JsResult<(table::EnvKey, u32)> {
 
 /// Stores `socket` under `sessionId` and returns the same socket.
 ///
-/// If the id already has another socket in this thread, that socket is let go first: the
-/// registry's listeners are removed from it (`ev.off`) and it is ended (`end(undefined)`).
-/// Registering the socket that is already registered under the id changes nothing.
+/// If the id already has another socket in this thread, the new socket takes its place and
+/// then the old one is let go: the registry's listeners are removed from it (`ev.off`) and it
+/// is ended (`end(undefined)`). If that `end()` registers the id again, that registration is
+/// the latest and wins. Registering the socket that is already registered under the id
+/// changes nothing.
 /// The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
 /// error: null, status: 'connecting' }` (status `null` when not tracked). Unless
 /// `{ track: false }`, the registry follows the socket's `connection.update`,
 /// `messages.upsert` and `creds.update` events to keep that state current.
 ///
-/// Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string,
-/// `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
+/// Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
+/// holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
 /// `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
 /// `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
 #[napi(
@@ -190,6 +203,12 @@ fn register(env: js::Env, id: Value, socket: Value, options: Value) -> JsResult<
 }
 
 /// Registers an already-checked socket. Shared by `registerSocket` and `createSocketWrapper`.
+///
+/// The new socket takes the id in one step, in the table and in this thread's handles at once,
+/// and only then is the old socket let go (`ev.off`, `end()`). Letting go runs the caller's
+/// JavaScript, which may register the id again (a bot that reconnects from inside `end`):
+/// that registration is the latest, so it wins, and it lets go of this one in turn. Every
+/// socket taken out of the handles is let go exactly once, by whoever took it out.
 fn register_checked(
   env: js::Env,
   id: &str,
@@ -221,19 +240,17 @@ fn register_checked(
   if is_registered_as(env, id, socket) {
     return Ok(());
   }
-  // The old socket is let go before the new one is tracked. Letting go runs JS (ev.off,
-  // end), which may re-enter the registry; hence the loop.
-  release_local(env, id);
-  let registered = table::register(id, env_key, thread_id, track, takeover, js::now_ms())?;
-  if let Some((owner, generation)) = registered.previous {
-    if owner != env_key {
-      handles::revoke(owner, id, generation);
+  let socket_ref = js::Ref::new(env, socket)?;
+  let registered = match table::register(id, env_key, thread_id, track, takeover, js::now_ms()) {
+    Ok(r) => r,
+    Err(e) => {
+      socket_ref.delete(env);
+      return Err(e.into());
     }
-  }
-  release_local(env, id);
-  let socket_ref = js::create_ref(env, socket)?;
+  };
   let generation = registered.generation;
-  handles::with(|t| {
+  // No JavaScript runs between the table's change above and this one.
+  let old = handles::with(|t| {
     t.sockets.insert(
       id.into(),
       SocketEntry {
@@ -242,7 +259,22 @@ fn register_checked(
         listeners: Vec::new(),
       },
     )
-  });
+  })
+  .flatten();
+  if let Some((owner, previous)) = registered.previous {
+    if owner != env_key {
+      handles::revoke(owner, id, previous);
+    }
+  }
+  if events::wanted() {
+    let current = table::get(id);
+    events::emit(
+      id,
+      ChangeKind::Registered,
+      registered.previous_state,
+      current,
+    );
+  }
   if track {
     match tracking::attach(env, id, generation, socket) {
       Ok(listeners) => {
@@ -261,49 +293,25 @@ fn register_checked(
       }
       Err(reason) => {
         let text = tracking::record_fault(id, "tracking disabled", &reason);
-        table::update(
-          id,
-          Some(generation),
-          || false,
-          |r| ((), Some(r.state.mark_untracked(text))),
-        );
+        let applied = table::update(id, Some(generation), events::wanted, |r| {
+          ((), Some(r.state.mark_untracked(text)))
+        });
+        if let Some((before, after)) = applied.and_then(|a| a.change) {
+          events::emit(id, ChangeKind::Status, Some(before), Some(after));
+        }
       }
     }
   }
-  if events::wanted() {
-    if let Some(current) = table::get(id) {
-      events::emit(
-        id,
-        ChangeKind::Registered,
-        registered.previous_state,
-        Some(current),
-      );
-    }
+  if let Some(old) = old {
+    tracking::release(env, id, old);
   }
   Ok(())
 }
 
 /// Whether `socket` is the very object this thread has registered under `id`.
 fn is_registered_as(env: js::Env, id: &str, socket: Value) -> bool {
-  let Some(current) = handles::socket_ref(id, None) else {
-    return false;
-  };
-  let Ok(current) = js::ref_value(env, current) else {
-    return false;
-  };
-  let mut same = false;
-  let status = unsafe { sys::napi_strict_equals(env, current, socket, &mut same) };
-  status == sys::Status::napi_ok && same
-}
-
-/// Lets go of this thread's socket for `id`, if any (repeating if letting go re-registered).
-fn release_local(env: js::Env, id: &str) {
-  for _ in 0..16 {
-    match handles::with(|t| t.sockets.remove(id)).flatten() {
-      Some(entry) => tracking::release(env, id, entry),
-      None => return,
-    }
-  }
+  handles::socket_value(env, id, None)
+    .is_some_and(|current| js::strict_equals(env, current, socket))
 }
 
 /// The socket registered under `sessionId` in this thread (the very same object), or `null`.
@@ -315,9 +323,9 @@ fn release_local(env: js::Env, id: &str) {
 pub fn get_socket(env: Env, session_id: JsAny) -> JsAny {
   let env = env.raw();
   handles::sync_pending(env);
-  let found = js::with_str_checked(env, session_id.0, |id| handles::socket_ref(id, None))
-    .flatten()
-    .and_then(|r| js::ref_value(env, r).ok());
+  let found = js::with_id(env, session_id.0, |id| handles::socket_value(env, id, None))
+    .ok()
+    .flatten();
   JsAny(found.unwrap_or_else(|| js::null(env)))
 }
 
@@ -326,9 +334,10 @@ pub fn get_socket(env: Env, session_id: JsAny) -> JsAny {
 pub fn has_socket(env: Env, session_id: JsAny) -> bool {
   let env = env.raw();
   handles::sync_pending(env);
-  js::with_str_checked(env, session_id.0, |id| {
+  js::with_id(env, session_id.0, |id| {
     handles::with(|t| t.sockets.contains_key(id))
   })
+  .ok()
   .flatten()
   .unwrap_or(false)
 }
@@ -350,22 +359,30 @@ pub fn get_all_sockets(env: Env) -> napi::Result<JsAny> {
 
 fn all_sockets(env: js::Env) -> JsResult<Value> {
   handles::sync_pending(env);
-  let ctor = js::get_named(env, js::global(env)?, c"Map")?;
-  let map = js::new_instance(env, ctor, &[])?;
-  let set = js::get_named(env, map, c"set")?;
-  // In registration order, as the table keeps it (no JS runs while the handles are borrowed).
-  let mut ordered: Vec<(u64, Box<str>, sys::napi_ref)> = handles::with(|t| {
+  // Every socket is read into a handle before any JavaScript runs: `Map` and
+  // `Map.prototype.set` are the caller's to patch, and a patched one may unregister sockets,
+  // which deletes the registry's references to them. Handles stay valid whatever runs.
+  let mut ordered: Vec<(u64, Box<str>, JsResult<Value>)> = handles::with(|t| {
     t.sockets
       .iter()
-      .map(|(k, e)| (table::seq_of(k).unwrap_or(u64::MAX), k.clone(), e.socket))
+      .map(|(k, e)| {
+        (
+          table::seq_of(k).unwrap_or(u64::MAX),
+          k.clone(),
+          e.socket.value(env),
+        )
+      })
       .collect()
   })
   .unwrap_or_default();
+  // In registration order, as the table keeps it.
   ordered.sort_by_key(|e| e.0);
-  for (_, id, r) in ordered {
+  let ctor = js::get_named(env, js::global(env)?, c"Map")?;
+  let map = js::new_instance(env, ctor, &[])?;
+  let set = js::get_named(env, map, c"set")?;
+  for (_, id, socket) in ordered {
     let key = js::string(env, &id)?;
-    let socket = js::ref_value(env, r)?;
-    js::call(env, map, set, &[key, socket])?;
+    js::call(env, map, set, &[key, socket?])?;
   }
   Ok(map)
 }
@@ -377,39 +394,49 @@ fn all_sockets(env: js::Env) -> JsResult<Value> {
 pub fn unregister_socket(env: Env, session_id: JsAny) -> bool {
   let env = env.raw();
   handles::sync_pending(env);
-  let Some(id) = js::get_string(env, session_id.0) else {
+  let Some(id) = lookup_id(env, session_id.0) else {
     return false;
   };
   unregister(env, &id)
 }
 
+/// Takes the socket out of the handles and its record out of the table (no JavaScript runs
+/// between the two), then lets go of it. If its `end()` registers the id again, that new
+/// registration stays.
 fn unregister(env: js::Env, id: &str) -> bool {
   let Some(entry) = handles::with(|t| t.sockets.remove(id)).flatten() else {
     return false;
   };
   let removed = table::remove(id, Some(entry.generation));
-  tracking::release(env, id, entry);
   if let Some(record) = removed {
     events::emit(id, ChangeKind::Removed, Some(record.state), None);
   }
+  tracking::release(env, id, entry);
   true
 }
 
-/// Unregisters every socket of this thread.
+/// Unregisters every socket this thread had registered when it was called. They all leave the
+/// registry first, then each is let go; a socket registered meanwhile (by an `end()` that
+/// reconnects) stays registered, so `clearAll` always ends.
 #[napi]
 pub fn clear_all(env: Env) {
   let env = env.raw();
   handles::sync_pending(env);
-  // Bounded: a socket whose end() re-registers cannot keep this going forever.
-  for _ in 0..4 {
-    let ids: Vec<Box<str>> =
-      handles::with(|t| t.sockets.keys().cloned().collect()).unwrap_or_default();
-    if ids.is_empty() {
-      return;
+  let mut taken: Vec<(u64, Box<str>, SocketEntry)> = handles::with(|t| {
+    t.sockets
+      .drain()
+      .map(|(id, e)| (table::seq_of(&id).unwrap_or(u64::MAX), id, e))
+      .collect()
+  })
+  .unwrap_or_default();
+  taken.sort_by_key(|t| t.0);
+  for (_, id, entry) in &taken {
+    if let Some(record) = table::remove(id, Some(entry.generation)) {
+      events::emit(id, ChangeKind::Removed, Some(record.state), None);
     }
-    for id in ids {
-      unregister(env, &id);
-    }
+  }
+  for (_, id, entry) in taken {
+    tracking::release(env, &id, entry);
   }
 }
 
@@ -420,7 +447,9 @@ pub fn clear_all(env: Env) {
 /// `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
 /// `error` a string/null/Error, `status` a known status or null; functions, symbols and
 /// bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
-/// `prototype` (at any depth), and `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets.
+/// `prototype` (at any depth), `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets, and
+/// `ERR_STATE_TOO_LARGE` (RangeError) past a limit: objects nested 64 deep, 100,000 values,
+/// a key of 4 KiB, a string of 16 MiB, 32 MiB of keys and strings in all.
 /// Nothing is changed when it throws.
 #[napi(
   ts_generic_types = "T extends object = {}",
@@ -432,7 +461,7 @@ pub fn update_session_state(env: Env, session_id: JsAny, updates: JsAny) -> napi
 
 fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
   let patch = convert::parse_patch(env, updates)?;
-  let Some(id) = js::get_string(env, id) else {
+  let Some(id) = lookup_id(env, id) else {
     return Ok(());
   };
   let now = js::now_ms();
@@ -453,7 +482,7 @@ fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
 )]
 pub fn get_session_state(env: Env, session_id: JsAny) -> napi::Result<JsAny> {
   let raw = env.raw();
-  let state = js::get_string(raw, session_id.0).and_then(|id| table::get(&id));
+  let state = lookup_id(raw, session_id.0).and_then(|id| table::get(&id));
   finish(
     &env,
     match state {
@@ -618,18 +647,27 @@ unsafe extern "C" fn wrapped_make_socket(env: js::Env, info: sys::napi_callback_
   js::callback_result(env, make_and_register(env, factory, config))
 }
 
+/// A `sessionId` found in the wrapper's config: `None` when missing or not a non-empty string.
+fn config_id(env: js::Env, v: Value) -> JsResult<Option<String>> {
+  match js::with_id(env, v, str::to_owned) {
+    Ok(id) => Ok(Some(id).filter(|s| !s.is_empty())),
+    Err(js::BadId::LoneSurrogate) => Err(lone_surrogate("createSocketWrapper").into()),
+    Err(js::BadId::NotString) => Ok(None),
+  }
+}
+
 fn config_session_id(env: js::Env, config: Value) -> JsResult<Option<String>> {
   if !js::is_object(env, config) {
     return Ok(None);
   }
   let direct = js::get_named(env, config, c"sessionId")?;
-  if let Some(id) = js::get_string(env, direct).filter(|s| !s.is_empty()) {
+  if let Some(id) = config_id(env, direct)? {
     return Ok(Some(id));
   }
   let auth = js::get_named(env, config, c"auth")?;
   if js::is_object(env, auth) {
     let nested = js::get_named(env, auth, c"sessionId")?;
-    return Ok(js::get_string(env, nested).filter(|s| !s.is_empty()));
+    return config_id(env, nested);
   }
   Ok(None)
 }
@@ -653,8 +691,10 @@ fn make_and_register(env: js::Env, factory: Value, config: Value) -> JsResult<Va
       .into(),
     );
   }
-  register_checked(env, &id, socket, true, false)?;
+  // Before registering: a socket whose `_sessionId` cannot be set (a setter or Proxy that
+  // throws) is then not left registered behind the error.
   js::set_named(env, socket, c"_sessionId", js::string(env, &id)?)?;
+  register_checked(env, &id, socket, true, false)?;
   Ok(socket)
 }
 
@@ -795,15 +835,10 @@ fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<V
     }
     _ => None,
   };
-  // Listen first, then look: a change between the two cannot be missed.
-  let rx = events::waiter();
-  let first = match table::get(&id) {
-    None => Some(Err(RegistryError::SessionNotFound(id.clone()))),
-    Some(state) => judge(&id, wanted, state),
-  };
-  if let Some(result) = first {
-    return promise::settled(env, result.map(|s| Outcome::State(Box::new(s))));
+  if table::get(&id).is_none() {
+    return promise::settled(env, Err(RegistryError::SessionNotFound(id)));
   }
+  let (env_key, _) = env_identity()?;
   // With a timeout the wait holds the process like a timer; without one it does not: if
   // nothing else keeps the process alive, nothing could change the session either.
   let keep_alive = if timeout.is_some() {
@@ -811,67 +846,27 @@ fn wait_js(env: js::Env, id: Value, status: Value, options: Value) -> JsResult<V
   } else {
     KeepAlive::No
   };
-  promise::spawn(env, keep_alive, wait_for(id, wanted, rx, timeout))
-}
-
-/// `Some` when the state settles the wait.
-fn judge(
-  id: &str,
-  wanted: Status,
-  state: SessionState,
-) -> Option<Result<SessionState, RegistryError>> {
-  match state.status {
-    Some(s) if s == wanted => Some(Ok(state)),
-    Some(s) if !s.can_lead_to(wanted) => Some(Err(RegistryError::StateUnreachable {
-      session_id: id.to_owned(),
-      wanted: wanted.as_str().into(),
-      reached: s.as_str().into(),
-    })),
-    _ => None,
-  }
-}
-
-async fn wait_for(
-  id: String,
-  wanted: Status,
-  mut rx: tokio::sync::broadcast::Receiver<Arc<StateChange>>,
-  timeout_ms: Option<u64>,
-) -> Result<Outcome, RegistryError> {
-  use tokio::sync::broadcast::error::RecvError;
-  let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-  loop {
-    let next = match deadline {
-      Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-        Ok(n) => n,
-        Err(_) => {
-          return Err(RegistryError::WaitTimeout {
-            session_id: id,
-            status: wanted.as_str().into(),
-            timeout_ms: timeout_ms.unwrap_or(0),
-          })
-        }
-      },
-      None => rx.recv().await,
-    };
-    let state = match next {
-      Ok(change) if change.session_id == id => match (change.kind, &change.current) {
-        (ChangeKind::Removed, _) | (_, None) => return Err(RegistryError::SessionRemoved(id)),
-        (_, Some(s)) => s.clone(),
-      },
-      Ok(_) => continue,
-      // Fell behind a burst of changes: look at the table instead.
-      Err(RecvError::Lagged(_)) => match table::get(&id) {
-        Some(s) => s,
-        None => return Err(RegistryError::SessionRemoved(id)),
-      },
-      Err(RecvError::Closed) => {
-        return Err(RegistryError::Internal("the event channel closed".into()))
+  let (promise, pending) = promise::pending(env, keep_alive)?;
+  // Listen first, then look: a change between the two (from any thread) decides the waiter
+  // itself, so it cannot be missed.
+  let waiter = events::add_waiter(&id, wanted, env_key, pending);
+  let now = match table::get(&id) {
+    None => Some(Err(RegistryError::SessionRemoved(id.clone()))),
+    Some(state) => events::judge(&id, wanted, state),
+  };
+  match now {
+    Some(result) => {
+      if let Some(pending) = events::take_waiter(&id, waiter) {
+        pending.settle_now(env, result.map(|s| Outcome::State(Box::new(s))));
       }
-    };
-    if let Some(result) = judge(&id, wanted, state) {
-      return result.map(|s| Outcome::State(Box::new(s)));
+    }
+    None => {
+      if let Some(ms) = timeout {
+        events::time_out_waiter(&id, waiter, wanted, ms);
+      }
     }
   }
+  Ok(promise)
 }
 
 fn path_arg(env: js::Env, v: Value, what: &str) -> JsResult<PathBuf> {
@@ -963,24 +958,42 @@ pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()
 }
 
 /// `worker_threads.threadId` of this environment (0 on the main thread).
+///
+/// `process.getBuiltinModule` exists from Node 20.16 only; on older versions the package's
+/// loader (`loader.js`), which can `require`, leaves the id in [`LOADER_THREAD_ID`] for the
+/// duration of the load.
 fn current_thread_id(env: js::Env) -> u32 {
-  let read = || -> JsResult<u32> {
-    let process = js::get_named(env, js::global(env)?, c"process")?;
+  let read = || -> JsResult<Option<u32>> {
+    let global = js::global(env)?;
+    let from_loader = js::get_named(env, global, LOADER_THREAD_ID)?;
+    if let Some(id) = js::get_number(env, from_loader) {
+      return Ok(Some(id as u32));
+    }
+    let process = js::get_named(env, global, c"process")?;
+    let get = js::get_named(env, process, c"getBuiltinModule")?;
+    if !js::is_function(env, get) {
+      return Ok(None);
+    }
     let name = js::string(env, "worker_threads")?;
-    let wt = js::call_method(env, process, c"getBuiltinModule", &[name])?;
+    let wt = js::call(env, process, get, &[name])?;
     let id = js::get_named(env, wt, c"threadId")?;
-    Ok(js::get_number(env, id).unwrap_or(0.0) as u32)
+    Ok(js::get_number(env, id).map(|n| n as u32))
   };
-  read().unwrap_or_else(|_| {
+  read().ok().flatten().unwrap_or_else(|| {
     js::take_exception(env);
     0
   })
 }
 
+/// The global through which `loader.js` hands over `worker_threads.threadId` while it loads the
+/// addon (and deletes right after).
+const LOADER_THREAD_ID: &std::ffi::CStr = c"__baileysSocketRegistryThreadId";
+
 /// An environment is going away: its sessions leave the process-wide table.
 fn teardown_env(env_key: table::EnvKey) {
   // Its own subscriptions go first: their channels are being finalized with it.
   events::remove_env(env_key);
+  events::remove_waiters(env_key);
   for (id, record) in table::remove_owned_by(env_key) {
     events::emit(&id, ChangeKind::Removed, Some(record.state), None);
   }

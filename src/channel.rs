@@ -26,8 +26,16 @@ unsafe impl Send for RawTsfn {}
 
 pub struct Channel<T: Send + 'static> {
   tsfn: Mutex<Option<RawTsfn>>,
+  /// The JS thread the channel delivers to, and its environment (only used on that thread).
+  thread: std::thread::ThreadId,
+  env: RawEnv,
   _message: PhantomData<fn(T)>,
 }
+
+struct RawEnv(Env);
+// Only dereferenced by Node-API calls made on the channel's own thread (see `hold`).
+unsafe impl Send for RawEnv {}
+unsafe impl Sync for RawEnv {}
 
 struct Context<T: Send + 'static> {
   deliver: Deliver<T>,
@@ -81,6 +89,8 @@ impl<T: Send + 'static> Channel<T> {
   ) -> JsResult<Arc<Self>> {
     let channel = Arc::new(Channel {
       tsfn: Mutex::new(None),
+      thread: std::thread::current().id(),
+      env: RawEnv(env),
       _message: PhantomData,
     });
     let context = Box::into_raw(Box::new(Context {
@@ -144,6 +154,20 @@ impl<T: Send + 'static> Channel<T> {
         sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::abort)
       };
     }
+  }
+
+  /// Makes a weak channel hold its thread's event loop open until it finishes, so that a
+  /// message sent with [`Channel::send_last`] is delivered even if nothing else keeps the
+  /// thread alive. Only possible on the channel's own thread (Node-API allows it only there);
+  /// `false` elsewhere or once closed.
+  pub fn hold(&self) -> bool {
+    if std::thread::current().id() != self.thread {
+      return false;
+    }
+    let slot = self.tsfn.lock().unwrap_or_else(|p| p.into_inner());
+    slot.as_ref().is_some_and(|tsfn| unsafe {
+      sys::napi_ref_threadsafe_function(self.env.0, tsfn.0) == sys::Status::napi_ok
+    })
   }
 
   /// Whether messages can still be sent (false once closed, or once its environment is gone).

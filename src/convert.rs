@@ -1,101 +1,79 @@
 //! Conversions between JS values and the registry's plain-Rust data.
 
-use std::ffi::CStr;
-
 use napi::sys::ValueType;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::errors::RegistryError;
 use crate::js::{self, Env, Fail, JsResult, Value};
-use crate::state::{SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
+use crate::state::{limits, SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
 
 /// The times `getStats` can print as `YYYY-MM-DDTHH:mm:ss.sssZ` (years 0000 to 9999).
 const MIN_TIME_MS: f64 = -62_167_219_200_000.0;
 const MAX_TIME_MS: f64 = 253_402_300_799_999.0;
 
-/// Deepest nesting accepted in a custom state value (also stops cycles).
-const MAX_DEPTH: usize = 64;
-
-fn set(env: Env, obj: Value, key: &CStr, v: JsResult<Value>) -> JsResult<()> {
-  js::set_named(env, obj, key, v?)
-}
-
-/// A session's state as the plain JS object `getSessionState` returns.
+/// A session's state as the plain JS object `getSessionState` returns. Every property is
+/// defined, never assigned, so no setter on `Object.prototype` runs while it is built.
 pub fn state_to_js(env: Env, s: &SessionState) -> JsResult<Value> {
   let o = js::object(env)?;
-  set(env, o, c"createdAt", js::number(env, s.created_at))?;
-  set(env, o, c"lastActivity", js::number(env, s.last_activity))?;
-  set(env, o, c"isConnected", js::boolean(env, s.is_connected))?;
-  set(env, o, c"error", js::opt_string(env, s.error.as_deref()))?;
-  set(
-    env,
-    o,
-    c"status",
-    js::opt_string(env, s.status.map(Status::as_str)),
-  )?;
-  set(env, o, c"tracked", js::boolean(env, s.tracked))?;
   let ld = match &s.last_disconnect {
     Some(ld) => {
       let d = js::object(env)?;
-      set(env, d, c"code", js::opt_number(env, ld.code.map(f64::from)))?;
-      set(env, d, c"reason", js::opt_string(env, ld.reason.as_deref()))?;
-      set(
+      js::define_named(
         env,
         d,
-        c"message",
-        js::opt_string(env, ld.message.as_deref()),
+        &[
+          (c"code", js::opt_number(env, ld.code.map(f64::from))?),
+          (c"reason", js::opt_string(env, ld.reason.as_deref())?),
+          (c"message", js::opt_string(env, ld.message.as_deref())?),
+          (c"at", js::number(env, ld.at)?),
+        ],
       )?;
-      set(env, d, c"at", js::number(env, ld.at))?;
       d
     }
     None => js::null(env),
   };
-  js::set_named(env, o, c"lastDisconnect", ld)?;
   let me = match &s.me {
     Some(me) => {
       let m = js::object(env)?;
-      set(env, m, c"id", js::opt_string(env, me.id.as_deref()))?;
-      set(env, m, c"lid", js::opt_string(env, me.lid.as_deref()))?;
+      js::define_named(
+        env,
+        m,
+        &[
+          (c"id", js::opt_string(env, me.id.as_deref())?),
+          (c"lid", js::opt_string(env, me.lid.as_deref())?),
+        ],
+      )?;
       m
     }
     None => js::null(env),
   };
-  js::set_named(env, o, c"me", me)?;
-  set(env, o, c"hasQr", js::boolean(env, s.has_qr))?;
-  set(env, o, c"connects", js::number(env, f64::from(s.connects)))?;
-  set(
+  js::define_named(
     env,
     o,
-    c"disconnects",
-    js::number(env, f64::from(s.disconnects)),
+    &[
+      (c"createdAt", js::number(env, s.created_at)?),
+      (c"lastActivity", js::number(env, s.last_activity)?),
+      (c"isConnected", js::boolean(env, s.is_connected)?),
+      (c"error", js::opt_string(env, s.error.as_deref())?),
+      (
+        c"status",
+        js::opt_string(env, s.status.map(Status::as_str))?,
+      ),
+      (c"tracked", js::boolean(env, s.tracked)?),
+      (c"lastDisconnect", ld),
+      (c"me", me),
+      (c"hasQr", js::boolean(env, s.has_qr)?),
+      (c"connects", js::number(env, f64::from(s.connects))?),
+      (c"disconnects", js::number(env, f64::from(s.disconnects))?),
+      (c"connectedAt", js::opt_number(env, s.connected_at)?),
+      (c"disconnectedAt", js::opt_number(env, s.disconnected_at)?),
+      (c"lastInboundAt", js::opt_number(env, s.last_inbound_at)?),
+      (c"lastOutboundAt", js::opt_number(env, s.last_outbound_at)?),
+      (c"messagesIn", js::number(env, s.messages_in as f64)?),
+      (c"messagesOut", js::number(env, s.messages_out as f64)?),
+      (c"threadId", js::number(env, f64::from(s.thread_id))?),
+    ],
   )?;
-  set(env, o, c"connectedAt", js::opt_number(env, s.connected_at))?;
-  set(
-    env,
-    o,
-    c"disconnectedAt",
-    js::opt_number(env, s.disconnected_at),
-  )?;
-  set(
-    env,
-    o,
-    c"lastInboundAt",
-    js::opt_number(env, s.last_inbound_at),
-  )?;
-  set(
-    env,
-    o,
-    c"lastOutboundAt",
-    js::opt_number(env, s.last_outbound_at),
-  )?;
-  set(env, o, c"messagesIn", js::number(env, s.messages_in as f64))?;
-  set(
-    env,
-    o,
-    c"messagesOut",
-    js::number(env, s.messages_out as f64),
-  )?;
-  set(env, o, c"threadId", js::number(env, f64::from(s.thread_id)))?;
   for (k, v) in &s.custom {
     js::define_value(env, o, k, json_to_js(env, v)?)?;
   }
@@ -127,86 +105,287 @@ pub fn json_to_js(env: Env, v: &Json) -> JsResult<Value> {
   }
 }
 
-fn invalid_value(path: &str, what: &str) -> Fail {
-  Fail::Registry(RegistryError::InvalidStateValue(format!(
-    "state value at '{path}' {what}; state values must be JSON data (strings, numbers, booleans, null, arrays, plain objects)"
-  )))
+/// One step of the path to a value. Paths are spelled out only when a value is refused, from
+/// the steps collected while the error unwinds: building them on the way down made a deep
+/// value with long keys cost quadratic time and memory.
+enum Step {
+  Key(String),
+  Index(u32),
 }
 
-fn check_key(path: &str, key: &str) -> JsResult<()> {
-  if FORBIDDEN_KEYS.contains(&key) {
-    return Err(Fail::Registry(RegistryError::ForbiddenStateKey(format!(
-      "state key '{key}' at '{path}' is not allowed: it could change an object's prototype"
-    ))));
-  }
-  Ok(())
+/// Why reading a state value stopped.
+enum StopKind {
+  /// A Node-API call failed or the caller's own code threw (a getter, a Proxy trap, toJSON).
+  Fail(Fail),
+  NotData(String),
+  Forbidden(String),
+  TooLarge(String),
 }
 
-/// A JS value to JSON data with `JSON.stringify`'s rules (`toJSON` is honoured, `undefined`
-/// in an object drops the key and in an array becomes null, non-finite numbers become null),
-/// except that what JSON would silently lose (functions, symbols, bigints) is an error.
-/// `Ok(None)` is `undefined`.
-pub fn js_to_json(env: Env, v: Value, path: &str, depth: usize) -> JsResult<Option<Json>> {
-  if depth > MAX_DEPTH {
-    return Err(invalid_value(path, "is nested too deeply (or is circular)"));
-  }
-  match js::type_of(env, v) {
-    ValueType::napi_undefined => Ok(None),
-    ValueType::napi_null => Ok(Some(Json::Null)),
-    ValueType::napi_boolean => Ok(js::get_bool(env, v).map(Json::Bool)),
-    ValueType::napi_number => {
-      let n = js::get_number(env, v).unwrap_or(f64::NAN);
-      Ok(Some(
-        Number::from_f64(n).map(Json::Number).unwrap_or(Json::Null),
-      ))
+/// A refusal, with the path below the update's key (innermost step first).
+struct Stop {
+  kind: StopKind,
+  path: Vec<Step>,
+}
+
+impl Stop {
+  fn new(kind: StopKind) -> Stop {
+    Stop {
+      kind,
+      path: Vec::new(),
     }
-    ValueType::napi_string => Ok(js::get_string(env, v).map(Json::String)),
-    ValueType::napi_object => {
-      let to_json = js::get_named(env, v, c"toJSON")?;
-      if js::is_function(env, to_json) {
-        let key = js::string(env, path.rsplit('.').next().unwrap_or(""))?;
-        let replaced = js::call(env, v, to_json, &[key])?;
-        if js::is_object(env, replaced)
-          && js::get_named(env, replaced, c"toJSON").is_ok_and(|f| js::is_function(env, f))
-        {
-          return Err(invalid_value(
-            path,
-            "has a toJSON() that returns another object with toJSON()",
-          ));
+  }
+
+  fn at(mut self, step: Step) -> Stop {
+    if !matches!(self.kind, StopKind::Fail(_)) {
+      self.path.push(step);
+    }
+    self
+  }
+
+  /// The error for the update key `top`.
+  fn into_fail(self, top: &str) -> Fail {
+    let mut path = short(top);
+    for step in self.path.iter().rev() {
+      match step {
+        Step::Key(k) => {
+          path.push('.');
+          path.push_str(&short(k));
         }
-        return js_to_json(env, replaced, path, depth + 1);
+        Step::Index(i) => path.push_str(&format!("[{i}]")),
       }
-      if js::is_array(env, v) {
-        let n = js::array_len(env, v);
-        let mut out = Vec::with_capacity(n as usize);
-        for i in 0..n {
-          let item = js::get_element(env, v, i)?;
-          let item_path = format!("{path}[{i}]");
-          out.push(js_to_json(env, item, &item_path, depth + 1)?.unwrap_or(Json::Null));
+    }
+    let e = match self.kind {
+      StopKind::Fail(f) => return f,
+      StopKind::NotData(what) => RegistryError::InvalidStateValue(format!(
+        "state value at '{path}' {what}; state values must be JSON data (strings, numbers, booleans, null, arrays, plain objects)"
+      )),
+      StopKind::Forbidden(key) => RegistryError::ForbiddenStateKey(format!(
+        "state key '{}' at '{path}' is not allowed: it could change an object's prototype",
+        short(&key)
+      )),
+      StopKind::TooLarge(what) if path.is_empty() => {
+        RegistryError::StateTooLarge(format!("updates {what}"))
+      }
+      StopKind::TooLarge(what) => {
+        RegistryError::StateTooLarge(format!("state value at '{path}' {what}"))
+      }
+    };
+    Fail::Registry(e)
+  }
+}
+
+impl From<Fail> for Stop {
+  fn from(f: Fail) -> Stop {
+    Stop::new(StopKind::Fail(f))
+  }
+}
+
+fn not_data(what: &str) -> Stop {
+  Stop::new(StopKind::NotData(what.into()))
+}
+
+fn too_large(what: String) -> Stop {
+  Stop::new(StopKind::TooLarge(what))
+}
+
+/// A key as it appears in a message: long ones cut to their first 40 characters.
+fn short(key: &str) -> String {
+  match key.char_indices().nth(40) {
+    Some((at, _)) => format!("{}... ({} bytes)", &key[..at], key.len()),
+    None => key.to_owned(),
+  }
+}
+
+/// The key `toJSON` is called with: the property name, or the array index as a string.
+#[derive(Clone, Copy)]
+enum KeyArg {
+  Js(Value),
+  Index(u32),
+}
+
+/// Reads one `updateSessionState` argument, within the limits of [`limits`], in time and memory
+/// linear in what it reads.
+struct Walk {
+  env: Env,
+  values_left: usize,
+  bytes_left: usize,
+  /// The objects being read, outermost first: only looked at when the depth limit is hit, to
+  /// tell a circular value from a deep one.
+  ancestors: Vec<Value>,
+}
+
+impl Walk {
+  fn new(env: Env) -> Walk {
+    Walk {
+      env,
+      values_left: limits::MAX_VALUES,
+      bytes_left: limits::MAX_TOTAL_BYTES,
+      ancestors: Vec::new(),
+    }
+  }
+
+  fn count_values(&mut self, n: usize, what: &str) -> Result<(), Stop> {
+    if n > self.values_left {
+      return Err(too_large(format!(
+        "{what}: one update holds at most {} values",
+        limits::MAX_VALUES
+      )));
+    }
+    self.values_left -= n;
+    Ok(())
+  }
+
+  /// A string of at most `max` UTF-8 bytes, its length checked before it is copied.
+  fn string(&mut self, v: Value, max: usize, what: &str) -> Result<String, Stop> {
+    let env = self.env;
+    let units = js::string_units(env, v).ok_or(Fail::Js)?;
+    // A UTF-16 unit is at least one UTF-8 byte.
+    if units > max {
+      return Err(too_large(format!(
+        "has {what} of {units} characters; at most {max} bytes"
+      )));
+    }
+    let s = js::get_string(env, v).ok_or(Fail::Js)?;
+    if s.len() > max {
+      return Err(too_large(format!(
+        "has {what} of {} bytes; at most {max} bytes",
+        s.len()
+      )));
+    }
+    if s.len() > self.bytes_left {
+      return Err(too_large(format!(
+        "takes the update over {} bytes of keys and strings",
+        limits::MAX_TOTAL_BYTES
+      )));
+    }
+    self.bytes_left -= s.len();
+    Ok(s)
+  }
+
+  fn key(&mut self, k: Value) -> Result<String, Stop> {
+    self.string(k, limits::MAX_KEY_BYTES, "a key")
+  }
+
+  /// A JS value to JSON data with `JSON.stringify`'s rules (`toJSON` is honoured, `undefined`
+  /// in an object drops the key and in an array becomes null, non-finite numbers become null),
+  /// except that what JSON would silently lose (functions, symbols, bigints) is an error.
+  /// `Ok(None)` is `undefined`. `depth` is 1 for the value of an update's key.
+  fn value(&mut self, v: Value, key: KeyArg, depth: usize) -> Result<Option<Json>, Stop> {
+    let env = self.env;
+    self.count_values(1, "has too many values")?;
+    let t = js::type_of(env, v);
+    // Only objects nest: a number in an object at the deepest level is within it.
+    if depth > limits::MAX_DEPTH && t == ValueType::napi_object {
+      let circular = self.ancestors.iter().any(|a| js::strict_equals(env, *a, v));
+      return Err(if circular {
+        not_data("is circular")
+      } else {
+        too_large(format!(
+          "is nested deeper than {} levels",
+          limits::MAX_DEPTH
+        ))
+      });
+    }
+    match t {
+      ValueType::napi_undefined => Ok(None),
+      ValueType::napi_null => Ok(Some(Json::Null)),
+      ValueType::napi_boolean => Ok(js::get_bool(env, v).map(Json::Bool)),
+      ValueType::napi_number => {
+        let n = js::get_number(env, v).unwrap_or(f64::NAN);
+        Ok(Some(
+          Number::from_f64(n).map(Json::Number).unwrap_or(Json::Null),
+        ))
+      }
+      ValueType::napi_string => Ok(Some(Json::String(self.string(
+        v,
+        limits::MAX_STRING_BYTES,
+        "a string",
+      )?))),
+      ValueType::napi_object => {
+        let to_json = js::get_named(env, v, c"toJSON")?;
+        if js::is_function(env, to_json) {
+          let k = match key {
+            KeyArg::Js(k) => k,
+            KeyArg::Index(i) => js::string(env, &i.to_string())?,
+          };
+          let replaced = js::call(env, v, to_json, &[k])?;
+          if js::is_object(env, replaced)
+            && js::get_named(env, replaced, c"toJSON").is_ok_and(|f| js::is_function(env, f))
+          {
+            return Err(not_data(
+              "has a toJSON() that returns another object with toJSON()",
+            ));
+          }
+          return self.value(replaced, key, depth + 1);
         }
-        return Ok(Some(Json::Array(out)));
-      }
-      let keys = js::own_keys(env, v)?;
-      let n = js::array_len(env, keys);
-      let mut map = Map::new();
-      for i in 0..n {
-        let k = js::get_element(env, keys, i)?;
-        let Some(key) = js::get_string(env, k) else {
-          continue;
+        self.ancestors.push(v);
+        let read = if js::is_array(env, v) {
+          self.array(v, depth)
+        } else {
+          self.object(v, depth)
         };
-        let key_path = format!("{path}.{key}");
-        check_key(&key_path, &key)?;
-        let item = js::get_property(env, v, k)?;
-        if let Some(j) = js_to_json(env, item, &key_path, depth + 1)? {
+        self.ancestors.pop();
+        read.map(Some)
+      }
+      ValueType::napi_function => Err(not_data("is a function")),
+      ValueType::napi_symbol => Err(not_data("is a symbol")),
+      ValueType::napi_bigint => Err(not_data("is a bigint")),
+      _ => Err(not_data("is not data")),
+    }
+  }
+
+  fn array(&mut self, v: Value, depth: usize) -> Result<Json, Stop> {
+    let env = self.env;
+    let n = js::array_len(env, v);
+    // Checked before anything is allocated: the length is the caller's claim, not its content.
+    if n as usize > self.values_left {
+      return Err(too_large(format!(
+        "has {n} elements; one update holds at most {} values",
+        limits::MAX_VALUES
+      )));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+      let item = js::get_element(env, v, i)?;
+      let j = self
+        .value(item, KeyArg::Index(i), depth + 1)
+        .map_err(|s| s.at(Step::Index(i)))?;
+      out.push(j.unwrap_or(Json::Null));
+    }
+    Ok(Json::Array(out))
+  }
+
+  fn object(&mut self, v: Value, depth: usize) -> Result<Json, Stop> {
+    let env = self.env;
+    let keys = js::own_keys(env, v)?;
+    let n = js::array_len(env, keys);
+    if n as usize > self.values_left {
+      return Err(too_large(format!(
+        "has {n} keys; one update holds at most {} values",
+        limits::MAX_VALUES
+      )));
+    }
+    let mut map = Map::new();
+    for i in 0..n {
+      let k = js::get_element(env, keys, i)?;
+      if js::type_of(env, k) != ValueType::napi_string {
+        continue;
+      }
+      let key = self.key(k)?;
+      if FORBIDDEN_KEYS.contains(&key.as_str()) {
+        return Err(Stop::new(StopKind::Forbidden(key.clone())).at(Step::Key(key)));
+      }
+      let item = js::get_property(env, v, k)?;
+      match self.value(item, KeyArg::Js(k), depth + 1) {
+        Ok(Some(j)) => {
           map.insert(key, j);
         }
+        Ok(None) => {}
+        Err(s) => return Err(s.at(Step::Key(key))),
       }
-      Ok(Some(Json::Object(map)))
     }
-    ValueType::napi_function => Err(invalid_value(path, "is a function")),
-    ValueType::napi_symbol => Err(invalid_value(path, "is a symbol")),
-    ValueType::napi_bigint => Err(invalid_value(path, "is a bigint")),
-    _ => Err(invalid_value(path, "is not data")),
+    Ok(Json::Object(map))
   }
 }
 
@@ -217,7 +396,7 @@ fn wrong_type(key: &str, expected: &str) -> Fail {
 }
 
 /// Reads and checks an `updateSessionState` argument. Nothing is applied unless all of it is
-/// valid.
+/// valid and within [`limits`].
 pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
   let mut patch = StatePatch::default();
   match js::type_of(env, updates) {
@@ -229,14 +408,24 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
       )))
     }
   }
+  let mut walk = Walk::new(env);
   let keys = js::own_keys(env, updates)?;
   let n = js::array_len(env, keys);
+  if n as usize > limits::MAX_VALUES {
+    return Err(Fail::Registry(RegistryError::StateTooLarge(format!(
+      "updateSessionState(sessionId, updates): updates has {n} keys; one update holds at most {} values",
+      limits::MAX_VALUES
+    ))));
+  }
   for i in 0..n {
     let k = js::get_element(env, keys, i)?;
-    let Some(key) = js::get_string(env, k) else {
+    if js::type_of(env, k) != ValueType::napi_string {
       continue;
-    };
-    check_key(&key, &key)?;
+    }
+    let key = walk.key(k).map_err(|s| s.into_fail(""))?;
+    if FORBIDDEN_KEYS.contains(&key.as_str()) {
+      return Err(Stop::new(StopKind::Forbidden(key.clone())).into_fail(&key));
+    }
     if READ_ONLY_KEYS.contains(&key.as_str()) {
       return Err(Fail::Registry(RegistryError::ReadOnlyStateKey(format!(
         "state key '{key}' is kept by the registry and cannot be set with updateSessionState"
@@ -262,13 +451,22 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
         patch.is_connected =
           Some(js::get_bool(env, v).ok_or_else(|| wrong_type("isConnected", "a boolean"))?)
       }
-      "error" => patch.error = Some(read_error(env, v)?),
+      "error" => patch.error = Some(read_error(&mut walk, v).map_err(|s| s.into_fail("error"))?),
       "status" => {
         patch.status = Some(if js::is_nullish(env, v) {
           None
         } else {
+          let text = if js::type_of(env, v) == ValueType::napi_string {
+            Some(
+              walk
+                .string(v, limits::MAX_STRING_BYTES, "a string")
+                .map_err(|s| s.into_fail("status"))?,
+            )
+          } else {
+            None
+          };
           Some(
-            js::get_string(env, v)
+            text
               .and_then(|s| Status::parse(&s))
               .ok_or_else(|| {
                 wrong_type(
@@ -280,7 +478,9 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
         })
       }
       _ => {
-        let value = js_to_json(env, v, &key, 1)?;
+        let value = walk
+          .value(v, KeyArg::Js(k), 1)
+          .map_err(|s| s.into_fail(&key))?;
         patch.custom.push((key, value));
       }
     }
@@ -289,19 +489,28 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
 }
 
 /// `error` may be a message, null/undefined (no error) or an Error (its message is kept).
-fn read_error(env: Env, v: Value) -> JsResult<Option<String>> {
-  match js::type_of(env, v) {
-    ValueType::napi_undefined | ValueType::napi_null => Ok(None),
-    ValueType::napi_string => Ok(js::get_string(env, v)),
-    ValueType::napi_object => {
-      let m = js::get_named(env, v, c"message")?;
-      js::get_string(env, m)
-        .map(Some)
-        .ok_or_else(|| wrong_type("error", "a string, null, or an Error with a string message"))
-    }
-    _ => Err(wrong_type(
+fn read_error(walk: &mut Walk, v: Value) -> Result<Option<String>, Stop> {
+  let env = walk.env;
+  let wrong = || {
+    Stop::from(wrong_type(
       "error",
       "a string, null, or an Error with a string message",
-    )),
+    ))
+  };
+  match js::type_of(env, v) {
+    ValueType::napi_undefined | ValueType::napi_null => Ok(None),
+    ValueType::napi_string => walk
+      .string(v, limits::MAX_STRING_BYTES, "a string")
+      .map(Some),
+    ValueType::napi_object => {
+      let m = js::get_named(env, v, c"message")?;
+      if js::type_of(env, m) != ValueType::napi_string {
+        return Err(wrong());
+      }
+      walk
+        .string(m, limits::MAX_STRING_BYTES, "a message")
+        .map(Some)
+    }
+    _ => Err(wrong()),
   }
 }

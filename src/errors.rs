@@ -22,6 +22,8 @@ pub enum RegistryError {
   ForbiddenStateKey(String),
   /// A key only the registry itself may set (`threadId`, `connects`, ...).
   ReadOnlyStateKey(String),
+  /// A state update over one of the limits on size and depth (`state::limits`).
+  StateTooLarge(String),
   /// Another thread owns the session and `takeover` was not asked for.
   SessionOwnedByOtherThread { session_id: String, thread_id: u32 },
   /// `createSocketWrapper`'s function was called without `config.sessionId`.
@@ -71,6 +73,7 @@ impl RegistryError {
       Self::InvalidStateValue(_) => "ERR_INVALID_STATE_VALUE",
       Self::ForbiddenStateKey(_) => "ERR_FORBIDDEN_STATE_KEY",
       Self::ReadOnlyStateKey(_) => "ERR_READ_ONLY_STATE_KEY",
+      Self::StateTooLarge(_) => "ERR_STATE_TOO_LARGE",
       Self::SessionOwnedByOtherThread { .. } => "ERR_SESSION_OWNED_BY_OTHER_THREAD",
       Self::MissingSessionId(_) => "ERR_MISSING_SESSION_ID",
       Self::InvalidFactory(_) => "ERR_INVALID_FACTORY",
@@ -104,6 +107,11 @@ impl RegistryError {
         | Self::InvalidListener(_)
     )
   }
+
+  /// Whether JS should see a `RangeError`: a value of the right type, but too big.
+  pub fn is_range_error(&self) -> bool {
+    matches!(self, Self::StateTooLarge(_))
+  }
 }
 
 impl fmt::Display for RegistryError {
@@ -116,6 +124,7 @@ impl fmt::Display for RegistryError {
       | Self::InvalidStateValue(m)
       | Self::ForbiddenStateKey(m)
       | Self::ReadOnlyStateKey(m)
+      | Self::StateTooLarge(m)
       | Self::MissingSessionId(m)
       | Self::InvalidFactory(m)
       | Self::InvalidListener(m)
@@ -174,6 +183,9 @@ mod tests {
     assert_eq!(all[0].code(), "ERR_INVALID_SESSION_ID");
     assert!(all[0].is_type_error());
     assert!(!all[2].is_type_error());
+    let big = RegistryError::StateTooLarge(String::new());
+    assert_eq!(big.code(), "ERR_STATE_TOO_LARGE");
+    assert!(big.is_range_error() && !big.is_type_error());
   }
 
   #[test]

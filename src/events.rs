@@ -3,19 +3,23 @@
 //!
 //! A change is emitted once, from whichever thread made it, and delivered to each subscriber
 //! on the subscriber's own thread through a weak channel (so subscriptions never keep a
-//! process alive). Waiters (`waitForState`) listen on a Tokio broadcast channel instead.
+//! process alive). Waiters (`waitForState`) are decided by the thread that makes the change,
+//! as it makes it, and their answer travels to the waiter's thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::channel::Channel;
 use crate::config;
 use crate::convert;
+use crate::errors::RegistryError;
 use crate::js::{self, Env, JsResult, Value};
-use crate::state::SessionState;
+use crate::promise::{Outcome, Pending};
+use crate::state::{SessionState, Status};
 use crate::table::{self, EnvKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,13 +69,11 @@ struct Subscriber {
 static SUBSCRIBERS: RwLock<Vec<Subscriber>> = RwLock::new(Vec::new());
 static SUBSCRIBER_COUNT: AtomicUsize = AtomicUsize::new(0);
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
-static BROADCAST: LazyLock<broadcast::Sender<Arc<StateChange>>> =
-  LazyLock::new(|| broadcast::channel(4096).0);
 
 /// Whether anyone listens; when nobody does, changes are not copied.
 #[inline]
 pub fn wanted() -> bool {
-  SUBSCRIBER_COUNT.load(Ordering::Relaxed) > 0 || BROADCAST.receiver_count() > 0
+  SUBSCRIBER_COUNT.load(Ordering::Relaxed) > 0 || WAITER_COUNT.load(Ordering::SeqCst) > 0
 }
 
 pub fn emit(
@@ -89,10 +91,10 @@ pub fn emit(
     previous,
     current,
   });
+  decide_waiters(&change);
   for s in SUBSCRIBERS.read().unwrap_or_else(|p| p.into_inner()).iter() {
     s.channel.send(change.clone());
   }
-  let _ = BROADCAST.send(change);
 }
 
 fn deliver(env: Env, listener: Value, change: Arc<StateChange>) {
@@ -195,9 +197,160 @@ pub fn remove_env(env_key: EnvKey) {
   SUBSCRIBER_COUNT.store(subs.len(), Ordering::Relaxed);
 }
 
-/// Subscribes a waiter before it looks at the current state, so no change slips between.
-pub fn waiter() -> broadcast::Receiver<Arc<StateChange>> {
-  BROADCAST.subscribe()
+// ---------------------------------------------------------------------------------------------
+// waitForState
+
+/// A `waitForState` promise waiting for a session to reach `wanted`.
+pub struct Waiter {
+  id: u64,
+  wanted: Status,
+  env: EnvKey,
+  pending: Pending,
+  /// The timeout's timer, stopped when the wait is decided otherwise.
+  timer: Option<tokio::task::AbortHandle>,
+}
+
+static WAITERS: LazyLock<Mutex<HashMap<String, Vec<Waiter>>>> =
+  LazyLock::new(|| Mutex::new(HashMap::new()));
+static WAITER_COUNT: AtomicUsize = AtomicUsize::new(0);
+static NEXT_WAITER: AtomicU64 = AtomicU64::new(1);
+
+fn waiters() -> std::sync::MutexGuard<'static, HashMap<String, Vec<Waiter>>> {
+  WAITERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `Some` when `state` settles a wait for `wanted`: reached, or reached a status from which
+/// `wanted` cannot follow.
+pub fn judge(
+  session_id: &str,
+  wanted: Status,
+  state: SessionState,
+) -> Option<Result<SessionState, RegistryError>> {
+  match state.status {
+    Some(s) if s == wanted => Some(Ok(state)),
+    Some(s) if !s.can_lead_to(wanted) => Some(Err(RegistryError::StateUnreachable {
+      session_id: session_id.to_owned(),
+      wanted: wanted.as_str().into(),
+      reached: s.as_str().into(),
+    })),
+    _ => None,
+  }
+}
+
+/// Registers a waiter, before the caller looks at the current state: a change made meanwhile
+/// (by any thread) decides it, so none slips between. Returns its id.
+pub fn add_waiter(session_id: &str, wanted: Status, env: EnvKey, pending: Pending) -> u64 {
+  let id = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
+  let mut all = waiters();
+  all.entry(session_id.to_owned()).or_default().push(Waiter {
+    id,
+    wanted,
+    env,
+    pending,
+    timer: None,
+  });
+  WAITER_COUNT.fetch_add(1, Ordering::SeqCst);
+  id
+}
+
+/// Takes the waiter back out, if no change has decided it yet.
+pub fn take_waiter(session_id: &str, id: u64) -> Option<Pending> {
+  let mut all = waiters();
+  let list = all.get_mut(session_id)?;
+  let at = list.iter().position(|w| w.id == id)?;
+  let w = list.swap_remove(at);
+  if list.is_empty() {
+    all.remove(session_id);
+  }
+  WAITER_COUNT.fetch_sub(1, Ordering::SeqCst);
+  if let Some(t) = &w.timer {
+    t.abort();
+  }
+  Some(w.pending)
+}
+
+/// Gives a waiter its timeout: after `ms`, if nothing decided it, it rejects with
+/// `ERR_WAIT_TIMEOUT`.
+pub fn time_out_waiter(session_id: &str, id: u64, wanted: Status, ms: u64) {
+  let key = session_id.to_owned();
+  let timer = napi::bindgen_prelude::spawn(async move {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    if let Some(pending) = take_waiter(&key, id) {
+      pending.answer(Err(RegistryError::WaitTimeout {
+        session_id: key,
+        status: wanted.as_str().into(),
+        timeout_ms: ms,
+      }));
+    }
+  });
+  let mut all = waiters();
+  match all
+    .get_mut(session_id)
+    .and_then(|l| l.iter_mut().find(|w| w.id == id))
+  {
+    Some(w) => w.timer = Some(timer.abort_handle()),
+    None => timer.abort(),
+  }
+}
+
+/// Decides the waiters of the changed session, on the thread that made the change.
+fn decide_waiters(change: &StateChange) {
+  if WAITER_COUNT.load(Ordering::SeqCst) == 0 || change.kind == ChangeKind::Stuck {
+    return;
+  }
+  let mut decided = Vec::new();
+  {
+    let mut all = waiters();
+    let Some(list) = all.get_mut(&change.session_id) else {
+      return;
+    };
+    let mut i = 0;
+    while i < list.len() {
+      let result = match (&change.kind, &change.current) {
+        (ChangeKind::Removed, _) | (_, None) => Some(Err(RegistryError::SessionRemoved(
+          change.session_id.clone(),
+        ))),
+        (_, Some(s)) => judge(&change.session_id, list[i].wanted, s.clone()),
+      };
+      match result {
+        Some(r) => decided.push((list.swap_remove(i), r)),
+        None => i += 1,
+      }
+    }
+    if list.is_empty() {
+      all.remove(&change.session_id);
+    }
+    WAITER_COUNT.fetch_sub(decided.len(), Ordering::SeqCst);
+  }
+  // Answered outside the lock: sending may wait on the channel's own lock.
+  for (w, result) in decided {
+    if let Some(t) = &w.timer {
+      t.abort();
+    }
+    w.pending
+      .answer(result.map(|s| Outcome::State(Box::new(s))));
+  }
+}
+
+/// Forgets the waiters of an environment that went away (their channels went with it).
+pub fn remove_waiters(env_key: EnvKey) {
+  let mut all = waiters();
+  let mut removed = 0;
+  all.retain(|_, list| {
+    list.retain(|w| {
+      if w.env == env_key {
+        if let Some(t) = &w.timer {
+          t.abort();
+        }
+        removed += 1;
+        false
+      } else {
+        true
+      }
+    });
+    !list.is_empty()
+  });
+  WAITER_COUNT.fetch_sub(removed, Ordering::SeqCst);
 }
 
 static HEALTH_RUNNING: AtomicBool = AtomicBool::new(false);

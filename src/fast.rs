@@ -129,9 +129,9 @@ fn install_bench_hooks(env: Env, exports: Value, generated: Value) -> JsResult<(
 /// Ids up to this many UTF-16 code units (minus one) are read into the stack.
 const STACK_UNITS: usize = 128;
 
-/// Runs `f` on the UTF-8 text of `v` if it is a string (`None` otherwise): the same text
-/// `js::with_str` gives (`napi_get_value_string_utf8` replaces lone surrogates with U+FFFD, and
-/// so does this), for less.
+/// Runs `f` on the UTF-8 text of `v` if it is a session id (`None` otherwise): the same answer
+/// as `js::with_id`, for less. A string with a lone surrogate is no session id (`None`): read
+/// as U+FFFD it would find another session.
 ///
 /// Why UTF-16: reading an id is most of a lookup's cost, and V8 copies a string out as UTF-16
 /// (a widening copy) in less time than it encodes UTF-8 (profiled with callgrind:
@@ -153,7 +153,7 @@ fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
   }
   if len + 1 >= STACK_UNITS {
     // Possibly truncated: the general reader asks for the length and reads it whole.
-    return js::with_str(env, v, f);
+    return js::with_id(env, v, f).ok();
   }
   // Node-API wrote `len` units (and a terminator) from the start of the buffer.
   let wide = unsafe { std::slice::from_raw_parts(wide.as_ptr().cast::<u16>(), len) };
@@ -178,10 +178,8 @@ fn with_wide<T>(wide: &[u16], f: impl FnOnce(&str) -> T) -> Option<T> {
   let mut utf8 = [0u8; 3 * STACK_UNITS];
   let mut at = 0;
   for c in char::decode_utf16(wide.iter().copied()) {
-    at += c
-      .unwrap_or(char::REPLACEMENT_CHARACTER)
-      .encode_utf8(&mut utf8[at..])
-      .len();
+    // A lone surrogate: no session has such an id.
+    at += c.ok()?.encode_utf8(&mut utf8[at..]).len();
   }
   std::str::from_utf8(&utf8[..at]).ok().map(f)
 }
@@ -195,9 +193,8 @@ unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Valu
     return ptr::null_mut();
   };
   handles::sync_pending(env);
-  with_id(env, id, |id| handles::socket_ref(id, None))
+  with_id(env, id, |id| handles::socket_value(env, id, None))
     .flatten()
-    .and_then(|r| js::ref_value(env, r).ok())
     .unwrap_or_else(|| js::null(env))
 }
 
@@ -310,6 +307,9 @@ const SHAPERS_JS: &str = r#"(function (statusNames, scratch) {
     const out = create(null)
     for (let j = 0; j < n; j++) {
       const i = lens[order + j]
+      // Set again for each session: a built-in the caller replaced before the addon loaded
+      // could call in again from state() and leave another call's text behind.
+      text = t
       at = lens[i * L + 8]
       const id = take(lens[i * L + 6])
       out[id] = state(nums, lens, i * N, i * L)
@@ -402,12 +402,12 @@ const SAME_AS_CREATED: i32 = -2;
 /// The compiled shapers of one environment, and its scratch buffer for single states.
 struct Shapers {
   env: Env,
-  one: sys::napi_ref,
-  sessions: sys::napi_ref,
-  stats: sys::napi_ref,
+  one: js::Ref,
+  sessions: js::Ref,
+  stats: js::Ref,
   /// The generated `getStats` and `getAllSessions`, for a registry too big for one string.
-  generated_stats: sys::napi_ref,
-  generated_sessions: sys::napi_ref,
+  generated_stats: js::Ref,
+  generated_sessions: js::Ref,
   /// The scratch `ArrayBuffer`'s memory: `STATE_NUMS` f64 then `STATE_LENS` i32. It lives as
   /// long as `one` (whose closure holds the buffer) and is only ever written right before `one`
   /// is called.
@@ -450,12 +450,12 @@ impl Shapers {
 }
 
 /// A reference to the function `obj[name]`.
-fn function_ref(env: Env, obj: Value, name: &CStr) -> JsResult<sys::napi_ref> {
+fn function_ref(env: Env, obj: Value, name: &CStr) -> JsResult<js::Ref> {
   let f = js::get_named(env, obj, name)?;
   if !js::is_function(env, f) {
     return Err(Fail::Js);
   }
-  js::create_ref(env, f)
+  js::Ref::new(env, f)
 }
 
 unsafe extern "C" fn free_shapers(data: *mut c_void) {
@@ -467,7 +467,7 @@ unsafe extern "C" fn free_shapers(data: *mut c_void) {
     s.generated_stats,
     s.generated_sessions,
   ] {
-    js::delete_ref(s.env, r);
+    r.delete(s.env);
   }
 }
 
@@ -632,8 +632,8 @@ fn pack_state(s: &SessionState, text: &mut Text, nums: &mut [f64], lens: &mut [i
 }
 
 /// Calls a referenced function (a shaper, or a generated export) with `args`.
-fn call_shaper(env: Env, shaper: sys::napi_ref, args: &[Value]) -> JsResult<Value> {
-  let f = js::ref_value(env, shaper)?;
+fn call_shaper(env: Env, shaper: &js::Ref, args: &[Value]) -> JsResult<Value> {
+  let f = shaper.value(env)?;
   js::call(env, js::undefined(env), f, args)
 }
 
@@ -658,7 +658,7 @@ fn one_state(env: Env, s: &Shapers, state: &SessionState) -> JsResult<Value> {
   };
   pack_state(state, &mut text, nums, lens);
   let t = text.value(env)?;
-  call_shaper(env, s.one, &[t])
+  call_shaper(env, &s.one, &[t])
 }
 
 /// `getAllSessions()`: as `api::get_all_sessions`.
@@ -689,7 +689,7 @@ fn all_sessions(env: Env, s: &Shapers) -> JsResult<Value> {
     pack_state(&r.state, &mut text, &mut nums[i * STATE_NUMS..], l);
   });
   if text.len() > MAX_TEXT {
-    return call_shaper(env, s.generated_sessions, &[]);
+    return call_shaper(env, &s.generated_sessions, &[]);
   }
   order.sort_unstable_by_key(|o| o.0);
   let n = order.len();
@@ -701,7 +701,7 @@ fn all_sessions(env: Env, s: &Shapers) -> JsResult<Value> {
   }
   let t = text.value(env)?;
   let n = js::number(env, n as f64)?;
-  call_shaper(env, s.sessions, &[t, buf, n])
+  call_shaper(env, &s.sessions, &[t, buf, n])
 }
 
 /// `getStats()`: as `api::get_stats`.
@@ -755,7 +755,7 @@ fn stats_js(env: Env, s: &Shapers) -> JsResult<Value> {
     rows.push(m);
   });
   if text.len() > MAX_TEXT {
-    return call_shaper(env, s.generated_stats, &[]);
+    return call_shaper(env, &s.generated_stats, &[]);
   }
   order.sort_unstable_by_key(|o| o.0);
   let n = rows.len();
@@ -777,7 +777,7 @@ fn stats_js(env: Env, s: &Shapers) -> JsResult<Value> {
     js::number(env, count as f64)?,
     js::opt_string(env, last.as_deref())?,
   ];
-  call_shaper(env, s.stats, &args)
+  call_shaper(env, &s.stats, &args)
 }
 
 /// `state::write_iso` with the date part kept from one call to the next: sessions mostly share

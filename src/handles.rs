@@ -23,10 +23,10 @@ use crate::table::EnvKey;
 
 /// The socket and the registry's listeners for one session in this environment.
 pub struct SocketEntry {
-  pub socket: sys::napi_ref,
+  pub socket: js::Ref,
   pub generation: u64,
   /// `(event name, listener)` pairs added to `socket.ev`, to be removed with `ev.off`.
-  pub listeners: Vec<(&'static CStr, sys::napi_ref)>,
+  pub listeners: Vec<(&'static CStr, js::Ref)>,
 }
 
 /// The part of an environment that other threads may touch.
@@ -98,9 +98,9 @@ unsafe extern "C" fn cleanup_hook(arg: *mut c_void) {
     // The environment is going away: no JS may run, so only the references are released.
     for (_, entry) in table.sockets {
       for (_, l) in entry.listeners {
-        js::delete_ref(table.env, l);
+        l.delete(table.env);
       }
-      js::delete_ref(table.env, entry.socket);
+      entry.socket.delete(table.env);
     }
     if let Some(wake) = table.shared.wake.get() {
       wake.close();
@@ -119,14 +119,16 @@ pub fn with<R>(f: impl FnOnce(&mut EnvHandles) -> R) -> Option<R> {
   HANDLES.with(|h| h.borrow_mut().as_mut().map(f))
 }
 
-/// The reference to this thread's socket for `id` (only of `generation`, when given).
+/// This thread's socket for `id` (only of `generation`, when given), as a handle of the
+/// current scope: the reference itself never leaves the table, so nothing can read it after
+/// JavaScript that runs later unregistered the socket.
 #[inline]
-pub fn socket_ref(id: &str, generation: Option<u64>) -> Option<sys::napi_ref> {
+pub fn socket_value(env: Env, id: &str, generation: Option<u64>) -> Option<sys::napi_value> {
   with(|t| {
     t.sockets
       .get(id)
       .filter(|e| generation.is_none_or(|g| e.generation == g))
-      .map(|e| e.socket)
+      .and_then(|e| e.socket.value(env).ok())
   })
   .flatten()
 }

@@ -189,13 +189,58 @@ pub fn with_str<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
   String::from_utf8(heap).ok().map(|s| f(&s))
 }
 
-/// Like [`with_str`], but `None` when `v` is not a string.
+/// Why a value cannot be read as a session id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadId {
+  NotString,
+  /// The string holds a lone surrogate: UTF-8 cannot carry it, and reading it as U+FFFD would
+  /// make `'a\uD800'` and `'a\uDC00'` the same session.
+  LoneSurrogate,
+}
+
+/// Runs `f` on the text of the session id `v`: a string whose every UTF-16 unit UTF-8 can
+/// carry. Only a text with U+FFFD in it (which Node-API also writes for a lone surrogate) is
+/// read a second time, as UTF-16, to tell the two apart.
 #[inline]
-pub fn with_str_checked<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+pub fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Result<T, BadId> {
   if type_of(env, v) != sys::ValueType::napi_string {
-    return None;
+    return Err(BadId::NotString);
   }
-  with_str(env, v, f)
+  with_str(env, v, |s| {
+    if s.contains(char::REPLACEMENT_CHARACTER) && has_lone_surrogate(env, v) {
+      Err(BadId::LoneSurrogate)
+    } else {
+      Ok(f(s))
+    }
+  })
+  .unwrap_or(Err(BadId::NotString))
+}
+
+/// Whether the JS string `v` holds a UTF-16 surrogate without its other half.
+#[cold]
+pub fn has_lone_surrogate(env: Env, v: Value) -> bool {
+  let mut len = 0usize;
+  if unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) }
+    != sys::Status::napi_ok
+  {
+    return false;
+  }
+  let mut units = vec![0u16; len + 1];
+  if unsafe { sys::napi_get_value_string_utf16(env, v, units.as_mut_ptr(), units.len(), &mut len) }
+    != sys::Status::napi_ok
+  {
+    return false;
+  }
+  units.truncate(len);
+  char::decode_utf16(units).any(|c| c.is_err())
+}
+
+/// The length of the JS string `v` in UTF-16 units, without copying it (`None`: not a string).
+pub fn string_units(env: Env, v: Value) -> Option<usize> {
+  let mut len = 0usize;
+  (unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) }
+    == sys::Status::napi_ok)
+    .then_some(len)
 }
 
 /// The signature of a native function's callback.
@@ -277,6 +322,33 @@ pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
   ok(unsafe { sys::napi_define_properties(env, obj, 1, &desc) })
 }
 
+/// Defines own enumerable data properties on `obj` in one call: no setter (an own one, or one
+/// a caller put on `Object.prototype`) runs, so building a result runs no JavaScript.
+pub fn define_named(env: Env, obj: Value, props: &[(&CStr, Value)]) -> JsResult<()> {
+  let descs: Vec<sys::napi_property_descriptor> = props
+    .iter()
+    .map(|(key, v)| sys::napi_property_descriptor {
+      utf8name: key.as_ptr(),
+      name: ptr::null_mut(),
+      method: None,
+      getter: None,
+      setter: None,
+      value: *v,
+      attributes: sys::PropertyAttributes::writable
+        | sys::PropertyAttributes::enumerable
+        | sys::PropertyAttributes::configurable,
+      data: ptr::null_mut(),
+    })
+    .collect();
+  ok(unsafe { sys::napi_define_properties(env, obj, descs.len(), descs.as_ptr()) })
+}
+
+/// Whether `a` and `b` are the same value (`===`).
+pub fn strict_equals(env: Env, a: Value, b: Value) -> bool {
+  let mut same = false;
+  unsafe { sys::napi_strict_equals(env, a, b, &mut same) == sys::Status::napi_ok && same }
+}
+
 pub fn set_element(env: Env, arr: Value, i: u32, v: Value) -> JsResult<()> {
   ok(unsafe { sys::napi_set_element(env, arr, i, v) })
 }
@@ -322,15 +394,36 @@ pub fn new_instance(env: Env, ctor: Value, args: &[Value]) -> JsResult<Value> {
   out!(napi_new_instance(env, ctor, args.len(), args.as_ptr()))
 }
 
-pub fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
+fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   out!(napi_create_reference(env, v, 1))
 }
 
-pub fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
+/// A strong reference to a JS value, owned by exactly one place: it is neither `Copy` nor
+/// `Clone`, and [`Ref::delete`] consumes it. Whoever can delete it is the only one that can
+/// read it, so no copy of it can be read after another call into JavaScript deleted it.
+#[derive(Debug)]
+pub struct Ref(sys::napi_ref);
+
+impl Ref {
+  pub fn new(env: Env, v: Value) -> JsResult<Ref> {
+    create_ref(env, v).map(Ref)
+  }
+
+  /// The value, as a handle of the current scope (which stays valid whatever JS runs next).
+  pub fn value(&self, env: Env) -> JsResult<Value> {
+    ref_value(env, self.0)
+  }
+
+  pub fn delete(self, env: Env) {
+    delete_ref(env, self.0);
+  }
+}
+
+fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
   out!(napi_get_reference_value(env, r))
 }
 
-pub fn delete_ref(env: Env, r: sys::napi_ref) {
+fn delete_ref(env: Env, r: sys::napi_ref) {
   unsafe { sys::napi_delete_reference(env, r) };
 }
 
@@ -390,6 +483,8 @@ pub fn error_value(env: Env, e: &RegistryError) -> JsResult<Value> {
   ok(unsafe {
     if e.is_type_error() {
       sys::napi_create_type_error(env, code, msg, &mut err)
+    } else if e.is_range_error() {
+      sys::napi_create_range_error(env, code, msg, &mut err)
     } else {
       sys::napi_create_error(env, code, msg, &mut err)
     }

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::ptr;
+use std::sync::Arc;
 
 use napi::sys;
 
@@ -118,6 +119,50 @@ where
     }
   });
   Ok(promise)
+}
+
+/// A promise waiting for an answer that any thread may give (`waitForState`): its deferred and
+/// the channel that carries the answer to the promise's thread.
+pub struct Pending {
+  deferred: Deferred,
+  channel: Arc<Channel<Settlement>>,
+}
+
+/// A new promise and its [`Pending`] half. With [`KeepAlive::No`] the promise does not hold
+/// the event loop open while it waits.
+pub fn pending(env: Env, keep_alive: KeepAlive) -> JsResult<(Value, Pending)> {
+  let mut deferred = ptr::null_mut();
+  let mut promise = ptr::null_mut();
+  js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
+  let deferred = Deferred(deferred);
+  let channel = match Channel::new(env, None, settle, keep_alive == KeepAlive::No) {
+    Ok(c) => c,
+    Err(e) => {
+      let err = js::error_value(
+        env,
+        &RegistryError::Internal("cannot create the promise's channel".into()),
+      )?;
+      unsafe { sys::napi_reject_deferred(env, deferred.0, err) };
+      return Err(e);
+    }
+  };
+  Ok((promise, Pending { deferred, channel }))
+}
+
+impl Pending {
+  /// Settles the promise from any thread. On the promise's own thread the answer also holds
+  /// the event loop open until it is delivered: a promise that has its answer settles even when
+  /// the change came from top-level code with nothing else to keep the process alive.
+  pub fn answer(self, result: Result<Outcome, RegistryError>) {
+    self.channel.hold();
+    self.channel.send_last((self.deferred, result));
+  }
+
+  /// Settles the promise at once; only on its own thread, inside a call from JavaScript.
+  pub fn settle_now(self, env: Env, result: Result<Outcome, RegistryError>) {
+    self.channel.close();
+    settle(env, ptr::null_mut(), (self.deferred, result));
+  }
 }
 
 /// Returns a promise already settled with `result` (no Tokio round trip).

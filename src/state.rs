@@ -165,6 +165,23 @@ pub const READ_ONLY_KEYS: [&str; 13] = [
 /// Keys that could reach an object's prototype if they were ever set with plain assignment.
 pub const FORBIDDEN_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
 
+/// Limits on one `updateSessionState` call, so that what the registry allocates is bounded by
+/// these and not by whatever the caller passes (an array that only claims a length of 2^32 - 1,
+/// a key of megabytes). Over any of them the call throws `ERR_STATE_TOO_LARGE` (a
+/// `RangeError`) and changes nothing.
+pub mod limits {
+  /// Nesting levels below the update's own keys (`{ a: { b: 1 } }`: `a` is level 1).
+  pub const MAX_DEPTH: usize = 64;
+  /// Values in one update: every key's value, array element and nested value counts one.
+  pub const MAX_VALUES: usize = 100_000;
+  /// Bytes (UTF-8) of one key.
+  pub const MAX_KEY_BYTES: usize = 4 * 1024;
+  /// Bytes (UTF-8) of one string value (including `error`).
+  pub const MAX_STRING_BYTES: usize = 16 * 1024 * 1024;
+  /// Bytes (UTF-8) of all keys and strings of one update together.
+  pub const MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
+}
+
 /// One session's state: the drop-in fields of socket-factory.js, what tracking adds, and the
 /// keys the bot set itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

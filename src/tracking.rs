@@ -128,21 +128,21 @@ pub fn attach(
   session_id: &str,
   generation: u64,
   socket: Value,
-) -> Result<Vec<(&'static CStr, sys::napi_ref)>, String> {
+) -> Result<Vec<(&'static CStr, js::Ref)>, String> {
   let (ev, on) = emitter_with(env, socket, c"on")?;
-  let mut added: Vec<(&'static CStr, sys::napi_ref)> = Vec::with_capacity(EVENTS.len());
+  let mut added: Vec<(&'static CStr, js::Ref)> = Vec::with_capacity(EVENTS.len());
   for (event, kind) in EVENTS {
     let data = ListenerData {
       session_id: session_id.into(),
       generation,
       kind,
     };
-    let step = (|| -> JsResult<sys::napi_ref> {
+    let step = (|| -> JsResult<js::Ref> {
       let f = listener_function(env, data)?;
       let name = js::string(env, &event.to_string_lossy())?;
-      let r = js::create_ref(env, f)?;
+      let r = js::Ref::new(env, f)?;
       if let Err(e) = js::call(env, ev, on, &[name, f]) {
-        js::delete_ref(env, r);
+        r.delete(env);
         return Err(e);
       }
       Ok(r)
@@ -160,12 +160,7 @@ pub fn attach(
 }
 
 /// Removes the given listeners from `socket.ev` and releases them.
-pub fn detach(
-  env: Env,
-  session_id: &str,
-  socket: Value,
-  listeners: Vec<(&'static CStr, sys::napi_ref)>,
-) {
+pub fn detach(env: Env, session_id: &str, socket: Value, listeners: Vec<(&'static CStr, js::Ref)>) {
   if listeners.is_empty() {
     return;
   }
@@ -174,14 +169,14 @@ pub fn detach(
     record_fault(session_id, "removing listeners", reason);
   }
   for (event, r) in listeners {
-    if let (Ok((ev, off)), Ok(f)) = (&emitter, js::ref_value(env, r)) {
+    if let (Ok((ev, off)), Ok(f)) = (&emitter, r.value(env)) {
       let called = js::string(env, &event.to_string_lossy())
         .and_then(|name| js::call(env, *ev, *off, &[name, f]));
       if called.is_err() {
         record_fault(session_id, "ev.off threw", &thrown(env));
       }
     }
-    js::delete_ref(env, r);
+    r.delete(env);
   }
 }
 
@@ -227,18 +222,18 @@ pub fn end_socket(env: Env, session_id: &str, socket: Value) {
 /// Lets go of a socket that left the registry: removes the registry's listeners, ends it, and
 /// releases every reference to it. JS runs here, and may re-enter the registry.
 pub fn release(env: Env, session_id: &str, entry: SocketEntry) {
-  match js::ref_value(env, entry.socket) {
+  match entry.socket.value(env) {
     Ok(socket) if !socket.is_null() => {
       detach(env, session_id, socket, entry.listeners);
       end_socket(env, session_id, socket);
     }
     _ => {
       for (_, r) in entry.listeners {
-        js::delete_ref(env, r);
+        r.delete(env);
       }
     }
   }
-  js::delete_ref(env, entry.socket);
+  entry.socket.delete(env);
 }
 
 /// The callback behind every registry listener. It never throws into Baileys.
@@ -404,8 +399,7 @@ fn read_me(env: Env, me: Value) -> Option<Me> {
 
 /// The live identity, `socket.authState.creds.me` (`socket.user` is a stale copy).
 fn socket_me(env: Env, session_id: &str, generation: u64) -> Option<Me> {
-  let socket_ref = handles::socket_ref(session_id, Some(generation))?;
-  let socket = js::ref_value(env, socket_ref).ok()?;
+  let socket = handles::socket_value(env, session_id, Some(generation))?;
   let me = js::get_named(env, socket, c"authState")
     .ok()
     .filter(|a| js::is_object(env, *a))

@@ -54,7 +54,10 @@ pub enum StateChangeType {
 /// The stable `code` of every error the registry throws (or rejects a promise with); match
 /// on it, never on the message. Errors for a value of the wrong type are `TypeError`s
 /// (`ERR_INVALID_*`, `ERR_FORBIDDEN_STATE_KEY`, `ERR_READ_ONLY_STATE_KEY`,
-/// `ERR_MISSING_SESSION_ID`), the others plain `Error`s.
+/// `ERR_MISSING_SESSION_ID`), a state update over a size limit a `RangeError`
+/// (`ERR_STATE_TOO_LARGE`), the others plain `Error`s. An exception thrown by the caller's own
+/// code (a getter, a Proxy trap, `toJSON`, the `makeWASocket` factory) passes through as it
+/// is, without a `code`.
 #[napi(string_enum)]
 pub enum RegistryErrorCode {
   /// The session id is not a non-empty string.
@@ -79,6 +82,10 @@ pub enum RegistryErrorCode {
   /// A state key that only the registry sets.
   #[napi(value = "ERR_READ_ONLY_STATE_KEY")]
   ReadOnlyStateKey,
+  /// A state update over a limit on size or depth (nesting depth 64, 100,000 values, keys of
+  /// 4 KiB, strings of 16 MiB, 32 MiB of keys and strings in all).
+  #[napi(value = "ERR_STATE_TOO_LARGE")]
+  StateTooLarge,
   /// Another worker thread owns the session and `takeover` was not asked for.
   #[napi(value = "ERR_SESSION_OWNED_BY_OTHER_THREAD")]
   SessionOwnedByOtherThread,
