@@ -213,7 +213,11 @@ export const arbs = fc.letrec((tie) => ({
     { weight: 4, arbitrary: fc.record({ fn: fc.constant('emit'), index: fc.nat(7), event: fc.constantFrom('connection.update', 'messages.upsert', 'creds.update', 'other'), payload: fc.oneof(tie('value'), tie('baileysPayload')) }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('enum'), which: fc.constantFrom('SessionStatus', 'StateChangeType', 'RegistryErrorCode'), op: fc.constantFrom('read', 'set', 'delete', 'define'), v: tie('leaf') }) }
   ),
-  id: fc.oneof({ weight: 8, arbitrary: idArb.map((v) => ({ t: 'prim', v })) }, { weight: 2, arbitrary: tie('value') }),
+  id: fc.oneof(
+    { weight: 6, arbitrary: idArb.map((v) => ({ t: 'prim', v })) },
+    { weight: 3, arbitrary: fc.nat(7).map((index) => ({ t: 'registeredId', index })) },
+    { weight: 2, arbitrary: tie('value') }
+  ),
   sockArg: fc.oneof({ weight: 5, arbitrary: tie('socket') }, { weight: 2, arbitrary: fc.nat(7).map((index) => ({ t: 'poolSocket', index })) }, { weight: 2, arbitrary: tie('value') }),
   baileysPayload: fc.oneof(
     fc.record({
