@@ -201,7 +201,8 @@ export const arbs = fc.letrec((tie) => ({
     { weight: 6, arbitrary: fc.record({ fn: fc.constant('registerSocket'), id: tie('id'), sock: tie('sockArg'), opts: fc.option(tie('value'), { freq: 2 }), nOpts: fc.constantFrom(2, 3) }) },
     { weight: 2, arbitrary: fc.record({ fn: fc.constantFrom('getSocket', 'hasSocket', 'getSessionState'), id: tie('id') }) },
     { weight: 3, arbitrary: fc.record({ fn: fc.constant('unregisterSocket'), id: tie('id') }) },
-    { weight: 1, arbitrary: fc.record({ fn: fc.constantFrom('getAllSockets', 'getSocketCount', 'getAllSessions', 'getStats', 'clearAll') }) },
+    { weight: 3, arbitrary: fc.record({ fn: fc.constant('getAllSockets') }) },
+    { weight: 2, arbitrary: fc.record({ fn: fc.constantFrom('getSocketCount', 'getAllSessions', 'getStats', 'clearAll') }) },
     { weight: 5, arbitrary: fc.record({ fn: fc.constant('updateSessionState'), id: tie('id'), updates: tie('value') }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('createSocketWrapper'), factory: fc.oneof(tie('value'), fc.record({ t: fc.constant('factory'), cb: tie('callback'), sock: tie('sockArg') })) }) },
     { weight: 2, arbitrary: fc.record({ fn: fc.constant('callWrapper'), config: tie('value'), sessionId: fc.option(tie('id')), viaAuth: fc.boolean() }) },
@@ -243,7 +244,7 @@ export const arbs = fc.letrec((tie) => ({
 export const runArb = fc.array(
   fc.record({
     call: arbs.call,
-    patch: fc.option(fc.record({ which: fc.constantFrom(...BUILTIN_PATCHES), name: fc.constantFrom(...PROTO_GETTER_NAMES), cb: arbs.callback, every: fc.constantFrom(1, 1, 2, 5) }), { freq: 4 })
+    patch: fc.option(fc.record({ which: fc.oneof({ weight: 3, arbitrary: fc.constant('Map.prototype.set') }, { weight: 10, arbitrary: fc.constantFrom(...BUILTIN_PATCHES) }), name: fc.constantFrom(...PROTO_GETTER_NAMES), cb: arbs.callback, every: fc.constantFrom(1, 1, 2, 5) }), { freq: 3 })
   }),
   { minLength: 1, maxLength: 12 }
 )
