@@ -77,8 +77,11 @@ test(`fuzz every export with hostile values and re-entrant callbacks (seed ${SEE
   const { code, signal, stdout, stderr, timedOut } = await runChild()
   const summaryLine = /^FUZZ-SUMMARY (.+)$/m.exec(stdout)
   const summary = summaryLine ? JSON.parse(summaryLine[1]) : null
-  const run = lastRun(stderr)
-  const replay = `replay: FUZZ_SEED=${SEED} FUZZ_PATH=${run ?? 0} FUZZ_RUNS=1 FUZZ_VERBOSE=1 node ${CHILD}`
+  const violations = [...stderr.matchAll(/^FUZZ-VIOLATION (.+)$/gm)].map((m) => JSON.parse(m[1]))
+  // The run to replay: the one the child died in, else the first with a violation.
+  const run = summary ? (violations.find((v) => v.run >= 0)?.run ?? 0) : lastRun(stderr)
+  const skipped = process.env.FUZZ_SKIP ? `FUZZ_SKIP=${process.env.FUZZ_SKIP} ` : ''
+  const replay = `replay: ${skipped}FUZZ_SEED=${SEED} FUZZ_PATH=${run ?? 0} FUZZ_RUNS=1 FUZZ_VERBOSE=1 node ${CHILD}`
   if (summary) {
     const codes = Object.entries(summary.errorsByCode).map(([c, n]) => `${c} ${n}`).join(', ')
     t.diagnostic(
@@ -92,7 +95,6 @@ test(`fuzz every export with hostile values and re-entrant callbacks (seed ${SEE
   } else {
     t.diagnostic(`fuzz seed ${SEED}: the child died before its summary (last run ${run}); ${replay}`)
   }
-  const violations = [...stderr.matchAll(/^FUZZ-VIOLATION (.+)$/gm)].map((m) => JSON.parse(m[1]))
   const head = violations.slice(0, 8).map((v) => `  - ${v.kind} (run ${v.run}): ${v.detail}\n    call: ${v.call}`).join('\n')
   const why = timedOut
     ? `the child did not finish within ${TIME_MS + GRACE_MS} ms (killed)`
