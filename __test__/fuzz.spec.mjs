@@ -1,0 +1,122 @@
+// Property-based fuzz test (issue 9, part 4): generated hostile values and re-entrant
+// callbacks thrown at every export of the package, in a child process
+// (fixtures/fuzz-child.mjs), checking after each call that nothing crashed, every error has a
+// documented code or is the caller's own value passing through, and the registry's views
+// agree (getSocketCount, getAllSockets, getStats, getSessionState).
+//
+// The child is the unit under test: a SIGSEGV, an abort, an uncaught exception or running
+// out of its memory cap kills the child, and shows here as a failure with its signal and
+// stderr, instead of killing the test runner.
+//
+// Environment (all optional):
+//   FUZZ_SEED        replay a seed (default: random, printed with every result)
+//   FUZZ_TIME_MS     generation budget of the child (default 45000: the whole test takes
+//                    about a minute)
+//   FUZZ_MAX_MEMORY_MB  the child's memory cap (RLIMIT_DATA; default 2048)
+//   FUZZ_SKIP        passed to the child: leave out known failure classes while checking the
+//                    others (see fixtures/fuzz-child.mjs); never set by `npm test`
+//
+// Fake sockets only, see the child's header: the cases fuzzed here (throwing or re-entrant
+// emitters, Proxies, frozen sockets, end() that re-registers) cannot be made with a real one.
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const CHILD = fileURLToPath(new URL('./fixtures/fuzz-child.mjs', import.meta.url))
+const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : (Math.random() * 2 ** 31) | 0
+const TIME_MS = Number(process.env.FUZZ_TIME_MS || 45000)
+const MAX_MEMORY_MB = Number(process.env.FUZZ_MAX_MEMORY_MB || 2048)
+// The child stops generating after TIME_MS, then settles its last run: give it this much more.
+const GRACE_MS = 30000
+
+/** Runs the child under its memory cap; resolves with its exit status and output. */
+function runChild () {
+  return new Promise((resolve) => {
+    // `ulimit -d` caps the data segment (every private writable mapping, Rust's heap included):
+    // an allocation bomb fails inside the child instead of taking the machine's memory.
+    const child = spawn('/bin/sh', [
+      '-c',
+      `ulimit -d ${MAX_MEMORY_MB * 1024} && exec "$0" "$@"`,
+      process.execPath,
+      '--max-old-space-size=512',
+      '--no-warnings',
+      CHILD
+    ], {
+      env: { ...process.env, FUZZ_SEED: String(SEED), FUZZ_TIME_MS: String(TIME_MS) },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => { stdout += d })
+    child.stderr.on('data', (d) => {
+      stderr += d
+      // Keep the head (seed, first violations) and the tail (the run that crashed).
+      if (stderr.length > 400000) stderr = stderr.slice(0, 100000) + '\n[...]\n' + stderr.slice(-200000)
+    })
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, TIME_MS + GRACE_MS)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, timedOut })
+    })
+  })
+}
+
+function lastRun (stderr) {
+  const runs = [...stderr.matchAll(/^FUZZ-RUN (\d+)$/gm)]
+  return runs.length ? runs[runs.length - 1][1] : null
+}
+
+// The child is capped with `ulimit` and fuzzes snapshot paths with a FIFO (`mkfifo`): POSIX only.
+const skip = process.platform === 'win32' && 'needs /bin/sh, ulimit and mkfifo'
+
+test(`fuzz every export with hostile values and re-entrant callbacks (seed ${SEED})`, { skip, timeout: TIME_MS + GRACE_MS + 10000 }, async (t) => {
+  const { code, signal, stdout, stderr, timedOut } = await runChild()
+  const summaryLine = /^FUZZ-SUMMARY (.+)$/m.exec(stdout)
+  const summary = summaryLine ? JSON.parse(summaryLine[1]) : null
+  const violations = [...stderr.matchAll(/^FUZZ-VIOLATION (.+)$/gm)].map((m) => JSON.parse(m[1]))
+  // The run to replay: the one the child died in, else the first with a violation.
+  const run = summary ? (violations.find((v) => v.run >= 0)?.run ?? 0) : lastRun(stderr)
+  const skipped = process.env.FUZZ_SKIP ? `FUZZ_SKIP=${process.env.FUZZ_SKIP} ` : ''
+  const replay = `replay: ${skipped}FUZZ_SEED=${SEED} FUZZ_PATH=${run ?? 0} FUZZ_RUNS=1 FUZZ_VERBOSE=1 node ${CHILD}`
+  if (summary) {
+    const codes = Object.entries(summary.errorsByCode).map(([c, n]) => `${c} ${n}`).join(', ')
+    t.diagnostic(
+      `fuzz seed ${summary.seed}: ${summary.runs} runs, ${summary.calls} calls (+${summary.nestedCalls} re-entrant), ` +
+      `${summary.callbacks} callbacks, crashes ${summary.crashes}, caller errors passed through ${summary.callerErrorsPassedThrough} ` +
+      `(+${summary.engineErrorsFromCallerValues} engine errors for a caller's value), promises ${summary.promises.tracked} ` +
+      `(resolved ${summary.promises.resolved}, rejected ${summary.promises.rejected}, unsettled ${summary.promises.unsettled}, ` +
+      `lost ${summary.promises.lostAtLoopExit}), ` +
+      `errors by code: ${codes || 'none'}`
+    )
+  } else {
+    t.diagnostic(`fuzz seed ${SEED}: the child died before its summary (last run ${run}); ${replay}`)
+  }
+  const head = violations.slice(0, 8).map((v) => `  - ${v.kind} (run ${v.run}): ${v.detail}\n    call: ${v.call}`).join('\n')
+  const why = timedOut
+    ? `the child did not finish within ${TIME_MS + GRACE_MS} ms (killed)`
+    : signal
+      ? `the child was killed by ${signal}`
+      : `the child exited with code ${code}`
+  const context = `${why}; seed ${SEED}; ${replay}\n` +
+    (summary ? `violations: ${JSON.stringify(summary.violations)}\n` : '') +
+    (head ? `first violations:\n${head}\n` : '') +
+    `stderr tail:\n${stderr.replace(/^FUZZ-(RUN|VIOLATION|SEED).*\n/gm, '').slice(-3000)}`
+
+  assert.equal(timedOut, false, context)
+  assert.equal(signal, null, context)
+  assert.ok(summary, `no summary: ${context}`)
+  assert.equal(summary.seed, SEED)
+  assert.deepEqual(summary.violations, {}, context)
+  assert.equal(summary.crashes, 0, context)
+  assert.equal(code, 0, context)
+  // The run did something: calls made, and both kinds of errors seen.
+  assert.ok(summary.calls > 100, `only ${summary.calls} calls`)
+  assert.ok(Object.keys(summary.errorsByCode).length > 5, `few error codes seen: ${JSON.stringify(summary.errorsByCode)}`)
+  assert.ok(summary.callerErrorsPassedThrough > 0, 'no caller error passed through')
+})
