@@ -384,4 +384,26 @@ describe("the caller's own exceptions", () => {
     registerSocket('wt', connect('wt'), { track: false })
     assertPassesThrough(() => waitForState('wt', 'open', { get timeoutMs () { throw boom } }), boom)
   })
+
+  test('onStateChange: patched builtins cannot leave a listener subscribed, and unsubscribe needs none of them', async () => {
+    // Found by the fuzz test: the unsubscribe function was made with Function.prototype.bind
+    // after subscribing, so a throwing bind left the listener subscribed for good.
+    const { onStateChange } = registry
+    const bind = Function.prototype.bind
+    let calls = 0
+    Function.prototype.bind = function () { throw boom } // eslint-disable-line no-extend-native
+    let unsubscribe
+    try {
+      unsubscribe = onStateChange(() => calls++)
+    } finally {
+      Function.prototype.bind = bind // eslint-disable-line no-extend-native
+    }
+    registerSocket('ub', connect('ub'), { track: false })
+    await until(() => calls === 1, 'the registered event')
+    assert.equal(unsubscribe(), true)
+    assert.equal(unsubscribe(), false)
+    unregisterSocket('ub')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.equal(calls, 1, 'no event after unsubscribe')
+  })
 })

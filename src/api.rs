@@ -1,6 +1,7 @@
 //! The JavaScript API: argument checks and conversion only. The logic lives in `table`,
 //! `state`, `stats`, `tracking`, `events` and `snapshot`.
 
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::ptr;
 
@@ -769,20 +770,23 @@ fn subscribe(env: js::Env, listener: Value) -> JsResult<Value> {
   }
   let (env_key, _) = env_identity()?;
   let id = events::subscribe(env, env_key, listener)?;
-  let native = js::function(env, c"unsubscribe", unsubscribe_cb, ptr::null_mut())?;
-  js::call_method(
+  // The subscription id rides in the function's data pointer: no user-patchable builtin
+  // (such as `Function.prototype.bind`) runs between subscribing and handing out the function,
+  // and if making it fails, nothing stays subscribed.
+  js::function(
     env,
-    native,
-    c"bind",
-    &[js::undefined(env), js::number(env, id as f64)?],
+    c"unsubscribe",
+    unsubscribe_cb,
+    id as usize as *mut c_void,
   )
+  .inspect_err(|_| {
+    events::unsubscribe(id);
+  })
 }
 
 unsafe extern "C" fn unsubscribe_cb(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let args = unsafe { js::cb_args::<1>(env, info) };
-  let removed = args.is_some_and(|([id], _)| {
-    js::get_number(env, id).is_some_and(|id| events::unsubscribe(id as u64))
-  });
+  let args = unsafe { js::cb_args::<0>(env, info) };
+  let removed = args.is_some_and(|(_, id)| events::unsubscribe(id as usize as u64));
   js::boolean(env, removed).unwrap_or(ptr::null_mut())
 }
 
