@@ -6,8 +6,8 @@
 //! tells the registry. Each environment therefore looks at its own sockets: once a second (an
 //! unref'd `setInterval`, started with the environment's first tracked socket, which never
 //! keeps the process alive), for every tracked session whose status is `open` or `qr`, it
-//! reads `socket.ws.isClosed` and `isClosing` (getters of Baileys' websocket client, on every
-//! tested build).
+//! reads `socket.ws.isOpen`, and when that is not true `isClosed` and `isClosing` (getters of
+//! Baileys' websocket client, on every tested build).
 //!
 //! - Only `open` and `qr`: both mean the websocket has connected. A fork that connects lazily
 //!   has a ws that reads closed before it ever connected, so sessions in `connecting` are left
@@ -183,7 +183,8 @@ fn with_handle_scope<T>(env: Env, f: impl FnOnce() -> Option<T>) -> Option<T> {
   out
 }
 
-/// Reads `socket.ws.isClosed` / `isClosing`. `None` when the socket is gone or has no ws.
+/// Reads `socket.ws.isOpen` / `isClosed` / `isClosing`. `None` when the socket is gone or has
+/// no ws.
 fn look(env: Env, id: &str, generation: u64) -> Option<Seen> {
   let socket =
     handles::socket_ref(id, Some(generation)).and_then(|r| js::ref_value(env, r).ok())?;
@@ -194,9 +195,14 @@ fn look(env: Env, id: &str, generation: u64) -> Option<Seen> {
     Ok(_) => return None,
     Err(_) => return Some(threw()),
   };
-  for getter in [c"isClosed", c"isClosing"] {
+  // `isOpen` first: one getter answers for a live socket, the common case.
+  for (getter, means) in [
+    (c"isOpen", Seen::Open),
+    (c"isClosed", Seen::Closed),
+    (c"isClosing", Seen::Closed),
+  ] {
     match js::get_named(env, ws, getter) {
-      Ok(v) if js::get_bool(env, v) == Some(true) => return Some(Seen::Closed),
+      Ok(v) if js::get_bool(env, v) == Some(true) => return Some(means),
       Ok(_) => {}
       Err(_) => return Some(threw()),
     }
