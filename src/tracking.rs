@@ -261,7 +261,7 @@ fn silence(env: Env, session_id: &str, socket: Value) {
   };
   match js::get_named(env, ev, c"emit") {
     Ok(emit) if js::is_function(env, emit) => {
-      let replaced = silenced_emit(env, emit).and_then(|wrapper| {
+      let replaced = silenced_emit(env, ev, emit).and_then(|wrapper| {
         js::set_named(env, ev, c"emit", wrapper)?;
         // A frozen `ev` ignores the assignment without throwing.
         let now = js::get_named(env, ev, c"emit")?;
@@ -307,49 +307,23 @@ fn silence(env: Env, session_id: &str, socket: Value) {
   }
 }
 
-/// The original `ev.emit` behind a silenced one; the reference lives as long as the wrapper.
-struct SilencedEmit {
-  original: sys::napi_ref,
+/// `filterEmit.bind(ev, original)`: an `emit` that drops `connection.update` and passes every
+/// other event to `original`. Bound arguments are ordinary JS references: a native reference
+/// to `original` would be a GC root, and on 6.x (whose `end()` leaves Baileys' other
+/// listeners in place) `original` reaches back to `ev`, so the let-go socket's emitter and
+/// everything its listeners hold would never be collected.
+fn silenced_emit(env: Env, ev: Value, original: Value) -> JsResult<Value> {
+  let filter = js::function(env, c"registrySilencedEmit", filter_emit, ptr::null_mut())?;
+  js::call_method(env, filter, c"bind", &[ev, original])
 }
 
-unsafe extern "C" fn free_silenced_emit(env: Env, data: *mut c_void, _hint: *mut c_void) {
-  if !data.is_null() {
-    let data = unsafe { Box::from_raw(data.cast::<SilencedEmit>()) };
-    js::delete_ref(env, data.original);
-  }
-}
-
-/// A function that drops `connection.update` and calls `original` for every other event.
-fn silenced_emit(env: Env, original: Value) -> JsResult<Value> {
-  let original = js::create_ref(env, original)?;
-  let raw = Box::into_raw(Box::new(SilencedEmit { original }));
-  let made =
-    js::function(env, c"registrySilencedEmit", call_silenced_emit, raw.cast()).and_then(|f| {
-      js::ok(unsafe {
-        sys::napi_add_finalizer(
-          env,
-          f,
-          raw.cast(),
-          Some(free_silenced_emit),
-          ptr::null_mut(),
-          ptr::null_mut(),
-        )
-      })
-      .map(|_| f)
-    });
-  if made.is_err() {
-    let data = unsafe { Box::from_raw(raw) };
-    js::delete_ref(env, data.original);
-  }
-  made
-}
-
-unsafe extern "C" fn call_silenced_emit(env: Env, info: sys::napi_callback_info) -> Value {
-  // Baileys' emit takes (event, data); a few spare slots pass anything more along.
-  let mut argv = [ptr::null_mut(); 4];
+/// `(original, event, ...args)` with `this` = `ev`: `false` for `connection.update`, else
+/// `original.call(this, event, ...args)`.
+unsafe extern "C" fn filter_emit(env: Env, info: sys::napi_callback_info) -> Value {
+  // The bound `original`, then Baileys' (event, data) and a few spare slots.
+  let mut argv = [ptr::null_mut(); 6];
   let mut argc = argv.len();
   let mut this = ptr::null_mut();
-  let mut data = ptr::null_mut();
   let status = unsafe {
     sys::napi_get_cb_info(
       env,
@@ -357,23 +331,18 @@ unsafe extern "C" fn call_silenced_emit(env: Env, info: sys::napi_callback_info)
       &mut argc,
       argv.as_mut_ptr(),
       &mut this,
-      &mut data,
+      ptr::null_mut(),
     )
   };
-  if status != sys::Status::napi_ok || data.is_null() {
+  if status != sys::Status::napi_ok || argc == 0 {
     return ptr::null_mut();
   }
-  let silenced = js::with_str_checked(env, argv[0], |e| e == "connection.update").unwrap_or(false);
+  let silenced = js::with_str_checked(env, argv[1], |e| e == "connection.update").unwrap_or(false);
   if silenced {
     return js::boolean(env, false).unwrap_or(ptr::null_mut());
   }
-  // The wrapper is alive while it runs, so its data (and the reference) is too.
-  let original = unsafe { &*data.cast::<SilencedEmit>() }.original;
-  let Ok(emit) = js::ref_value(env, original) else {
-    return ptr::null_mut();
-  };
   // A listener that throws throws through emit, as it would without the wrapper.
-  js::call(env, this, emit, &argv[..argc.min(argv.len())]).unwrap_or(ptr::null_mut())
+  js::call(env, this, argv[0], &argv[1..argc.min(argv.len())]).unwrap_or(ptr::null_mut())
 }
 
 /// `socket.ws`, read before `end()` (a fork's `end()` may drop it), if it is an object.
