@@ -234,7 +234,7 @@ pub fn end_socket(env: Env, session_id: &str, socket: Value) {
 }
 
 /// Makes a socket that is being let go silent: neither `ev.on('connection.update')` listeners
-/// nor `ev.process` handlers hear anything more from it.
+/// nor `ev.process` handlers hear another `connection.update` from it.
 ///
 /// How far, and why: Baileys' README teaches a handler that reconnects on every close but a
 /// logout, so the close that `end()` emits would make the bot build a new socket for the
@@ -249,7 +249,7 @@ pub fn end_socket(env: Env, session_id: &str, socket: Value) {
 /// whatever a closing socket still delivers. Baileys' own `connection.update` listeners
 /// cannot be told apart from the bot's, so they miss the close as well: on 6.x they do
 /// nothing on a close, and the two 7.x timers they clear (a 5 s tctoken save, the history
-/// sync pause) run out by themselves. `socket-factory.js` silenced more: every event.
+/// sync pause, 120 s) run out by themselves. `socket-factory.js` silenced more: every event.
 fn silence(env: Env, session_id: &str, socket: Value) {
   let ev = match js::get_named(env, socket, c"ev") {
     Ok(ev) if js::is_object(env, ev) => ev,
