@@ -1,12 +1,14 @@
 // Proves the loopback WhatsApp server and the socket helpers drive REAL Baileys
-// sockets (7.0.0-rc14 and 6.7.24) into each state, without the registry.
+// sockets (7.0.0-rc14, 6.7.24 and 6.17.16) into each state, without the registry.
 // Run: node --test __test__/wa-server.spec.mjs
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startWaServer } from './support/wa-server.mjs'
 import {
+  BUILDS,
   loadBaileys,
+  buildOf,
   lineOf,
   makeCreds,
   makeTestSocket,
@@ -49,8 +51,9 @@ const settledExtraResources = async (before, ms = 1000) => {
 // Wait for a close and return its payload (sockets here must close, not open).
 const waitForClose = (sock, timeoutMs = 5000) => waitForConnection(sock, 'close', timeoutMs)
 
-for (const line of [7, 6]) {
-  describe(`Baileys ${line}.x against the loopback server`, () => {
+for (const build of BUILDS) {
+  const line = build.line
+  describe(`Baileys ${build.key} against the loopback server`, () => {
     let baileys
     let server
     const sockets = new Set()
@@ -63,7 +66,7 @@ for (const line of [7, 6]) {
     }
 
     before(async () => {
-      baileys = await loadBaileys(line)
+      baileys = await loadBaileys(build.key)
       server = await startWaServer({ baileys })
     })
 
@@ -73,7 +76,8 @@ for (const line of [7, 6]) {
       assert.deepEqual(server.errors, [], 'the server hit no internal errors')
     })
 
-    test('loadBaileys gives the requested line with its factory', () => {
+    test('loadBaileys gives the requested build with its factory', () => {
+      assert.equal(buildOf(baileys), build.key)
       assert.equal(lineOf(baileys), line)
       assert.equal(typeof baileys.default, 'function')
       assert.equal(baileys.makeWASocket, baileys.default)
@@ -230,9 +234,9 @@ for (const line of [7, 6]) {
   })
 }
 
-describe('cross-line: the server works whichever Baileys module it takes its crypto from', () => {
-  for (const [serverLine, clientLine] of [[6, 7], [7, 6]]) {
-    test(`server on ${serverLine}.x, client on ${clientLine}.x reaches open and qr`, { timeout: TEST_TIMEOUT }, async () => {
+describe('cross-build: 7.0.0-rc14 and 6.7.24 share a codec, so either can serve the other', () => {
+  for (const [serverLine, clientLine] of [['6.7.24', '7.0.0-rc14'], ['7.0.0-rc14', '6.7.24']]) {
+    test(`server on ${serverLine}, client on ${clientLine} reaches open and qr`, { timeout: TEST_TIMEOUT }, async () => {
       const server = await startWaServer({ baileys: await loadBaileys(serverLine) })
       const baileys = await loadBaileys(clientLine)
       const open = makeTestSocket({ baileys, url: server.url('open') })
@@ -254,9 +258,25 @@ describe('cross-line: the server works whichever Baileys module it takes its cry
   }
 })
 
+describe('the codec must be the client build\'s', () => {
+  test('6.17.16 never opens against a server that encodes with 7.0.0-rc14\'s token dictionaries', { timeout: TEST_TIMEOUT }, async () => {
+    const server = await startWaServer({ baileys: await loadBaileys('7.0.0-rc14') })
+    const sock = makeTestSocket({ baileys: await loadBaileys('6.17.16'), url: server.url('open') })
+    const rec = recordUpdates(sock)
+    try {
+      await assert.rejects(waitForConnection(sock, 'open', 1500), /no matching connection.update/)
+      assert.deepEqual(rec.updates.map((u) => u.connection).filter(Boolean), ['connecting'])
+    } finally {
+      await endSocket(sock)
+      await server.close()
+    }
+  })
+})
+
 describe('100 concurrent sockets', () => {
-  for (const line of [7, 6]) {
-    test(`${line}.x: 100 sockets reach open, then end and leave no handles or timers`, { timeout: 30_000 }, async (t) => {
+  for (const build of BUILDS) {
+    const line = build.key
+    test(`${line}: 100 sockets reach open, then end and leave no handles or timers`, { timeout: 30_000 }, async (t) => {
       const resourcesBefore = countResources()
       const baileys = await loadBaileys(line)
       const server = await startWaServer({ baileys })
@@ -269,7 +289,7 @@ describe('100 concurrent sockets', () => {
         // Both waits start now: connection.update is not replayed to late listeners.
         const ready = socks.map((s) => waitForConnection(s, 'ready', 20_000))
         const opened = await Promise.all(socks.map((s) => waitForConnection(s, 'open', 20_000)))
-        t.diagnostic(`${line}.x: ${N} sockets open in ${Date.now() - started} ms`)
+        t.diagnostic(`${line}: ${N} sockets open in ${Date.now() - started} ms`)
         assert.equal(opened.length, N)
         assert.equal(server.connections, N)
         assert.equal(new Set(socks.map((s) => s.authState.creds.me.lid)).size, N, 'each socket got its own lid')
@@ -278,7 +298,7 @@ describe('100 concurrent sockets', () => {
       } finally {
         const endStarted = Date.now()
         await Promise.all(socks.map((s) => endSocket(s)))
-        t.diagnostic(`${line}.x: ended ${N} sockets in ${Date.now() - endStarted} ms`)
+        t.diagnostic(`${line}: ended ${N} sockets in ${Date.now() - endStarted} ms`)
         await server.close()
       }
       assert.ok(socks.every((s) => s.ws.isClosed))

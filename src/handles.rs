@@ -18,6 +18,7 @@ use napi::sys;
 use rustc_hash::FxHashMap;
 
 use crate::channel::Channel;
+use crate::health;
 use crate::js::{self, Env, JsResult};
 use crate::table::EnvKey;
 
@@ -42,6 +43,8 @@ pub struct EnvHandles {
   pub env: Env,
   pub shared: Arc<EnvShared>,
   pub sockets: FxHashMap<Box<str>, SocketEntry>,
+  /// What the health pass noted about sockets of this environment.
+  pub health: health::Notes,
 }
 
 thread_local! {
@@ -86,6 +89,7 @@ pub fn init_env(env: Env, thread_id: u32) -> JsResult<()> {
       env,
       shared,
       sockets: FxHashMap::default(),
+      health: health::Notes::default(),
     })
   });
   Ok(())

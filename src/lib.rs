@@ -3,7 +3,7 @@
 //!
 //! Plain-Rust modules (`state`, `table`, `stats`, `snapshot`, `config`, `errors`) hold the
 //! logic and have their own `cargo test`; the JS-facing modules (`api`, `convert`,
-//! `tracking`, `events`, `handles`, `channel`, `promise`, `js`) only convert and call.
+//! `tracking`, `health`, `events`, `handles`, `channel`, `promise`, `js`) only convert and call.
 
 pub mod config;
 pub mod errors;
@@ -18,6 +18,7 @@ mod convert;
 mod events;
 mod fast;
 mod handles;
+mod health;
 mod js;
 mod promise;
 mod tracking;

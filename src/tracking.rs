@@ -2,10 +2,16 @@
 //!
 //! The registry adds three listeners to `socket.ev` (`connection.update`, `messages.upsert`,
 //! `creds.update`) and keeps a reference to each, so that it can later remove exactly those
-//! with `ev.off`. It never calls `ev.removeAllListeners()` (that removes Baileys' own
-//! dispatcher and breaks a live socket) nor touches `socket.ws` (closing the ws directly
-//! leaves Baileys' timers running): a socket is let go with `ev.off` for each own listener,
-//! then `socket.end(undefined)`. Whatever the socket throws meanwhile is recorded, not thrown.
+//! with `ev.off`. On a socket that stays registered it never calls `ev.removeAllListeners()`
+//! (that removes Baileys' own dispatcher and breaks a live socket) nor touches `socket.ws`
+//! (closing the ws directly leaves Baileys' timers running).
+//!
+//! A socket the registry lets go of (replaced, unregistered, cleared, taken over by another
+//! thread: all through [`release`]) is let go silently, then ended: the registry's listeners
+//! come off with `ev.off`, nobody hears its `connection.update` any more (see [`silence`]),
+//! `socket.end(undefined)` stops Baileys' timers, and a listener on `socket.ws` swallows the
+//! aborted handshake of a socket that was still connecting (see [`guard_ws_error`]).
+//! Whatever the socket throws meanwhile is recorded, not thrown.
 
 use std::ffi::{c_void, CStr};
 use std::ptr;
@@ -16,6 +22,7 @@ use napi::sys;
 
 use crate::events::{self, ChangeKind};
 use crate::handles::{self, SocketEntry};
+use crate::health;
 use crate::js::{self, Env, JsResult, Value};
 use crate::state::{Connection, ConnectionUpdate, Me};
 use crate::table;
@@ -156,6 +163,8 @@ pub fn attach(
       }
     }
   }
+  // A tracked socket is what the health pass watches over.
+  health::ensure_started(env);
   Ok(added)
 }
 
@@ -219,13 +228,170 @@ pub fn end_socket(env: Env, session_id: &str, socket: Value) {
   }
 }
 
-/// Lets go of a socket that left the registry: removes the registry's listeners, ends it, and
+/// Makes a socket that is being let go silent: neither `ev.on('connection.update')` listeners
+/// nor `ev.process` handlers hear another `connection.update` from it.
+///
+/// How far, and why: Baileys' README teaches a handler that reconnects on every close but a
+/// logout, so the close that `end()` emits would make the bot build a new socket for the
+/// session it just replaced or removed, which the registry then lets go of too: a reconnect
+/// storm. Baileys' own example does the same from an `ev.process` handler, and those listen
+/// on the emitter's internal `'event'` event, where `ev.removeAllListeners(name)` cannot reach
+/// them without also removing Baileys' dispatcher. So `ev.emit` of this socket is replaced by
+/// one that drops `connection.update` and passes every other event through, and
+/// `ev.removeAllListeners('connection.update')` (a named event: Baileys' `end()` makes the
+/// same call right after its close) covers forks that emit by another path. Only
+/// `connection.update` is silenced: a bot's `creds.update` and message handlers keep
+/// whatever a closing socket still delivers. Baileys' own `connection.update` listeners
+/// cannot be told apart from the bot's, so they miss the close as well: on 6.x they do
+/// nothing on a close, and the two 7.x timers they clear (a 5 s tctoken save, the history
+/// sync pause, 120 s) run out by themselves. `socket-factory.js` silenced more: every event.
+fn silence(env: Env, session_id: &str, socket: Value) {
+  let ev = match js::get_named(env, socket, c"ev") {
+    Ok(ev) if js::is_object(env, ev) => ev,
+    Ok(_) => return,
+    Err(_) => {
+      record_fault(session_id, "reading socket.ev", &thrown(env));
+      return;
+    }
+  };
+  match js::get_named(env, ev, c"emit") {
+    Ok(emit) if js::is_function(env, emit) => {
+      let replaced = silenced_emit(env, ev, emit).and_then(|wrapper| {
+        js::set_named(env, ev, c"emit", wrapper)?;
+        // A frozen `ev` ignores the assignment without throwing.
+        let now = js::get_named(env, ev, c"emit")?;
+        let mut same = false;
+        js::ok(unsafe { sys::napi_strict_equals(env, now, wrapper, &mut same) })?;
+        Ok(same)
+      });
+      match replaced {
+        Ok(true) => {}
+        Ok(false) => {
+          record_fault(
+            session_id,
+            "silencing ev.emit",
+            "ev.emit cannot be replaced",
+          );
+        }
+        Err(_) => {
+          record_fault(session_id, "silencing ev.emit", &thrown(env));
+        }
+      }
+    }
+    Ok(_) => {}
+    Err(_) => {
+      record_fault(session_id, "reading ev.emit", &thrown(env));
+    }
+  }
+  match js::get_named(env, ev, c"removeAllListeners") {
+    Ok(f) if js::is_function(env, f) => {
+      let removed =
+        js::string(env, "connection.update").and_then(|name| js::call(env, ev, f, &[name]));
+      if removed.is_err() {
+        record_fault(
+          session_id,
+          "ev.removeAllListeners('connection.update') threw",
+          &thrown(env),
+        );
+      }
+    }
+    Ok(_) => {}
+    Err(_) => {
+      record_fault(session_id, "reading ev.removeAllListeners", &thrown(env));
+    }
+  }
+}
+
+/// `filterEmit.bind(ev, original)`: an `emit` that drops `connection.update` and passes every
+/// other event to `original`. Bound arguments are ordinary JS references: a native reference
+/// to `original` would be a GC root, and on 6.x (whose `end()` leaves Baileys' other
+/// listeners in place) `original` reaches back to `ev`, so the let-go socket's emitter and
+/// everything its listeners hold would never be collected.
+fn silenced_emit(env: Env, ev: Value, original: Value) -> JsResult<Value> {
+  let filter = js::function(env, c"registrySilencedEmit", filter_emit, ptr::null_mut())?;
+  js::call_method(env, filter, c"bind", &[ev, original])
+}
+
+/// `(original, event, ...args)` with `this` = `ev`: `false` for `connection.update`, else
+/// `original.call(this, event, ...args)`.
+unsafe extern "C" fn filter_emit(env: Env, info: sys::napi_callback_info) -> Value {
+  // The bound `original`, then Baileys' (event, data) and a few spare slots.
+  let mut argv = [ptr::null_mut(); 6];
+  let mut argc = argv.len();
+  let mut this = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      &mut this,
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok || argc == 0 {
+    return ptr::null_mut();
+  }
+  let silenced = js::with_str_checked(env, argv[1], |e| e == "connection.update").unwrap_or(false);
+  if silenced {
+    return js::boolean(env, false).unwrap_or(ptr::null_mut());
+  }
+  // A listener that throws throws through emit, as it would without the wrapper.
+  js::call(env, this, argv[0], &argv[1..argc.min(argv.len())]).unwrap_or(ptr::null_mut())
+}
+
+/// `socket.ws`, read before `end()` (a fork's `end()` may drop it), if it is an object.
+fn socket_ws(env: Env, session_id: &str, socket: Value) -> Option<Value> {
+  match js::get_named(env, socket, c"ws") {
+    Ok(ws) if js::is_object(env, ws) => Some(ws),
+    Ok(_) => None,
+    Err(_) => {
+      record_fault(session_id, "reading socket.ws", &thrown(env));
+      None
+    }
+  }
+}
+
+/// Adds a listener that swallows `error` on `ws`, right after `end()` returned.
+///
+/// 6.17.16's `end()` (and forks of it) removes the ws `error` listeners before closing; a
+/// socket that is still connecting then reports the aborted handshake ("WebSocket was closed
+/// before the connection was established") as an `error` with no listener, a process-ending
+/// uncaught exception, on a later tick. So the listener goes on after `end()` (one added
+/// before would be removed) and at once, not when 7.x's asynchronous `end()` settles: an
+/// async function runs up to its first `await` before returning, so its listener removal
+/// has happened by then, while the error may come before it settles. It is added whatever
+/// `ws.isConnecting` says (forks that connect lazily report it differently); on a socket
+/// that is let go, nothing else is listening for ws errors anyway.
+fn guard_ws_error(env: Env, session_id: &str, ws: Value) {
+  let on = match js::get_named(env, ws, c"on") {
+    Ok(f) if js::is_function(env, f) => f,
+    Ok(_) => return,
+    Err(_) => {
+      record_fault(session_id, "reading ws.on", &thrown(env));
+      return;
+    }
+  };
+  let added = js::function(env, c"ignoreAbortedHandshake", swallow, ptr::null_mut())
+    .and_then(|f| js::call(env, ws, on, &[js::string(env, "error")?, f]));
+  if added.is_err() {
+    record_fault(session_id, "ws.on('error') threw", &thrown(env));
+  }
+}
+
+/// Lets go of a socket that left the registry: removes the registry's listeners, silences
+/// its `connection.update`, ends it, guards its ws against the aborted handshake, and
 /// releases every reference to it. JS runs here, and may re-enter the registry.
 pub fn release(env: Env, session_id: &str, entry: SocketEntry) {
   match entry.socket.value(env) {
     Ok(socket) if !socket.is_null() => {
       detach(env, session_id, socket, entry.listeners);
+      silence(env, session_id, socket);
+      let ws = socket_ws(env, session_id, socket);
       end_socket(env, session_id, socket);
+      if let Some(ws) = ws {
+        guard_ws_error(env, session_id, ws);
+      }
     }
     _ => {
       for (_, r) in entry.listeners {

@@ -7,18 +7,46 @@
 import pino from 'pino'
 
 /**
- * Load one Baileys line: 7 -> @whiskeysockets/baileys (7.0.0-rc14),
- * 6 -> baileys6 (npm alias of @whiskeysockets/baileys 6.7.24).
- * Returns the module namespace; `default` and `makeWASocket` are the factory.
+ * The Baileys builds the registry is tested with, newest line first. `key` is what
+ * loadBaileys takes (the numbers 7 and 6 stay accepted for the first two).
+ * 6.17.16 is what `npm install @whiskeysockets/baileys` gives today (npm's `latest`).
  */
-export async function loadBaileys (line = 7) {
-  const l = Number(line)
-  if (l === 7) return import('@whiskeysockets/baileys')
-  if (l === 6) return import('baileys6')
-  throw new Error(`unknown Baileys line: ${line}`)
+export const BUILDS = Object.freeze([
+  Object.freeze({ key: '7.0.0-rc14', line: 7, module: '@whiskeysockets/baileys' }),
+  Object.freeze({ key: '6.7.24', line: 6, module: 'baileys6' }),
+  Object.freeze({ key: '6.17.16', line: 6, module: 'baileys617' })
+])
+
+const ALIASES = { 7: '7.0.0-rc14', 6: '6.7.24', 617: '6.17.16', '6.17': '6.17.16' }
+
+/**
+ * Load one Baileys build: '7.0.0-rc14' (or 7) -> @whiskeysockets/baileys,
+ * '6.7.24' (or 6) -> baileys6, '6.17.16' -> baileys617 (npm aliases).
+ * Returns a module namespace whose `default` and `makeWASocket` are the factory and
+ * which has every export (proto, Curve, the binary-node codec, ...).
+ */
+export async function loadBaileys (build = '7.0.0-rc14') {
+  const key = ALIASES[build] ?? String(build)
+  const entry = BUILDS.find((b) => b.key === key)
+  if (!entry) throw new Error(`unknown Baileys build: ${build}`)
+  const ns = await import(entry.module)
+  if (typeof ns.default === 'function') return ns
+  // 6.17.16 is CommonJS: Node's import() finds only some of its named exports (no `proto`),
+  // and `default` is its whole module.exports object rather than the factory.
+  const all = ns.default
+  return Object.freeze({ ...all, default: all.makeWASocket, makeWASocket: all.makeWASocket })
 }
 
-/** 6 or 7 for a namespace from loadBaileys (MessageRetryManager is 7.x only). */
+/**
+ * Which build a namespace from loadBaileys is: '7.0.0-rc14', '6.7.24' or '6.17.16'
+ * (MessageRetryManager is 7.x only; makeInMemoryStore survives in 6.17.x, not in 6.7.x).
+ */
+export function buildOf (baileys) {
+  if (typeof baileys.MessageRetryManager === 'function') return '7.0.0-rc14'
+  return typeof baileys.makeInMemoryStore === 'function' ? '6.17.16' : '6.7.24'
+}
+
+/** 6 or 7: the major line of a namespace from loadBaileys. */
 export function lineOf (baileys) {
   return typeof baileys.MessageRetryManager === 'function' ? 7 : 6
 }
@@ -236,13 +264,17 @@ function summarize (u) {
 }
 
 /**
- * End a socket cleanly on both lines (6.x end() is sync, 7.x async) and wait
+ * End a socket cleanly on every build (6.x end() is sync, 7.x async) and wait
  * until its websocket is really closed, so no TCP handle outlives the call.
  */
 export async function endSocket (sock, error = undefined, { timeoutMs = 2000 } = {}) {
   // 6.x end() nulls sock.ws.socket at once, so take the raw ws first.
   const raw = sock.ws?.socket
-  await sock.end(error)
+  const ended = sock.end(error)
+  // 6.17.16's end() removes the ws 'error' listeners: a socket still connecting then reports
+  // its aborted handshake as an unhandled 'error' (an uncaught exception) on a later tick.
+  sock.ws?.on?.('error', () => {})
+  await ended
   if (raw && raw.readyState !== raw.CLOSED) {
     await new Promise((resolve) => {
       const timer = setTimeout(() => {

@@ -2,8 +2,11 @@
 
 import { createRequire } from 'node:module'
 
-/** The package as a user loads it: through its own loader (index.js). */
-export const registry = createRequire(import.meta.url)('../../index.js')
+/**
+ * The package as a user loads it: through its real entry, the package `main` (loader.js,
+ * which re-exports the generated index.js), resolved from the package root.
+ */
+export const registry = createRequire(import.meta.url)('../..')
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 

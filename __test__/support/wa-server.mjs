@@ -2,7 +2,7 @@
 //
 // It plays the server half of the WhatsApp Noise XX handshake with Baileys' own
 // exports (proto, Curve, hkdf, sha256, AES-GCM, binary node codec), so a real,
-// unmodified Baileys socket (6.x or 7.x) can be driven into the states a
+// unmodified Baileys socket (7.0.0-rc14, 6.7.24, 6.17.16) can be driven into the states a
 // multi-session registry has to handle: open, qr, logged out (401), restart
 // (515), replaced (440), dropped, refused, silent and garbage.
 //
@@ -59,8 +59,10 @@ const firstChildTag = (node) => (Array.isArray(node?.content) ? node.content[0]?
 /**
  * Start a loopback WhatsApp server.
  * @param {object} [options]
- * @param {object} [options.baileys] Baileys module namespace whose crypto/proto/binary
- *   exports the server uses (default: import('@whiskeysockets/baileys')).
+ * @param {object} [options.baileys] Baileys module namespace (from loadBaileys) whose
+ *   crypto/proto/binary-node exports the server uses (default: 7.0.0-rc14). Pass the build
+ *   the clients run: the token dictionaries of the binary-node codec differ between builds
+ *   (6.17.16 misreads 7.0.0-rc14's `<success>` and never opens).
  * @param {number} [options.firstNodeDelayMs=30] wait between the handshake and the first
  *   node: 6.x does not await its own key split, so an immediate node would be lost.
  * @param {number} [options.preKeyCount=50] answer to the client's pre-key count query
