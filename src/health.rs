@@ -215,8 +215,7 @@ impl Keys {
 /// Reads `socket.ws.isOpen` / `isClosed` / `isClosing`. `None` when the socket is gone or has
 /// no ws.
 fn look(env: Env, keys: &Keys, id: &str, generation: u64) -> Option<Seen> {
-  let socket =
-    handles::socket_ref(id, Some(generation)).and_then(|r| js::ref_value(env, r).ok())?;
+  let socket = handles::socket_value(env, id, Some(generation))?;
   let threw =
     || Seen::Threw(js::take_exception(env).unwrap_or_else(|| "a Node-API call failed".into()));
   let ws = match js::get_property(env, socket, keys.ws) {

@@ -332,7 +332,7 @@ unsafe extern "C" fn filter_emit(env: Env, info: sys::napi_callback_info) -> Val
   if status != sys::Status::napi_ok || argc == 0 {
     return ptr::null_mut();
   }
-  let silenced = js::with_str_checked(env, argv[1], |e| e == "connection.update").unwrap_or(false);
+  let silenced = js::get_string(env, argv[1]).is_some_and(|e| e == "connection.update");
   if silenced {
     return js::boolean(env, false).unwrap_or(ptr::null_mut());
   }
