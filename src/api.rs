@@ -10,18 +10,18 @@ use napi::sys::ValueType as Vt;
 use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 
-use crate::config;
 use crate::convert;
-use crate::errors::RegistryError;
 use crate::events::{self, ChangeKind};
 use crate::handles::{self, SocketEntry};
 use crate::js::{self, Fail, JsResult, Value};
 use crate::promise::{self, KeepAlive, Outcome};
-use crate::snapshot::{self, SavedSession};
-use crate::state::Status;
-use crate::stats;
-use crate::table;
 use crate::tracking;
+use registry_core::config;
+use registry_core::errors::RegistryError;
+use registry_core::snapshot::{self, SavedSession};
+use registry_core::state::Status;
+use registry_core::stats;
+use registry_core::table;
 
 /// Any JS value, passed through untouched (the typings come from `ts_args_type`).
 #[derive(Clone, Copy)]
@@ -539,9 +539,9 @@ fn stats_to_js(env: js::Env) -> JsResult<Value> {
     let id = js::string(env, &row.session_id)?;
     let o = js::object(env)?;
     js::set_property(env, o, k_session_id, id)?;
-    let len = crate::state::write_iso(row.created_at, &mut iso);
+    let len = registry_core::state::write_iso(row.created_at, &mut iso);
     js::set_property(env, o, k_created, js::latin1(env, &iso[..len])?)?;
-    let len = crate::state::write_iso(row.last_activity, &mut iso);
+    let len = registry_core::state::write_iso(row.last_activity, &mut iso);
     js::set_property(env, o, k_last, js::latin1(env, &iso[..len])?)?;
     js::set_property(env, o, k_connected, js::boolean(env, row.is_connected)?)?;
     let error = js::opt_string(env, row.error.as_deref())?;

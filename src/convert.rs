@@ -3,9 +3,11 @@
 use napi::sys::ValueType;
 use serde_json::{Map, Number, Value as Json};
 
-use crate::errors::RegistryError;
 use crate::js::{self, Env, Fail, JsResult, Value};
-use crate::state::{limits, SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
+use registry_core::errors::RegistryError;
+use registry_core::state::{
+  limits, SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS,
+};
 
 /// The times `getStats` can print as `YYYY-MM-DDTHH:mm:ss.sssZ` (years 0000 to 9999).
 const MIN_TIME_MS: f64 = -62_167_219_200_000.0;

@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::channel::Channel;
-use crate::config;
 use crate::convert;
-use crate::errors::RegistryError;
 use crate::js::{self, Env, JsResult, Value};
 use crate::promise::{Outcome, Pending};
-use crate::state::{SessionState, Status};
-use crate::table::{self, EnvKey};
+use registry_core::config;
+use registry_core::errors::RegistryError;
+use registry_core::state::{SessionState, Status};
+use registry_core::table::{self, EnvKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {

@@ -27,13 +27,13 @@ use std::ptr;
 
 use napi::sys;
 
-use crate::config;
 use crate::handles;
 use crate::js::{self, Callback, Env, Fail, JsResult, Value};
-use crate::state::{self, SessionState, Status};
-use crate::stats;
-use crate::table;
 use crate::tracking;
+use registry_core::config;
+use registry_core::state::{self, SessionState, Status};
+use registry_core::stats;
+use registry_core::table;
 
 /// The lookups, always replaced.
 const LOOKUPS: [(&CStr, Callback); 3] = [

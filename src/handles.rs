@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use crate::channel::Channel;
 use crate::health;
 use crate::js::{self, Env, JsResult};
-use crate::table::EnvKey;
+use registry_core::table::EnvKey;
 
 /// The socket and the registry's listeners for one session in this environment.
 pub struct SocketEntry {

@@ -34,9 +34,9 @@ use rustc_hash::FxHashMap;
 use crate::events::{self, ChangeKind};
 use crate::handles;
 use crate::js::{self, Env, Fail, JsResult, Value};
-use crate::state::{Connection, ConnectionUpdate, SessionState, Status};
-use crate::table;
 use crate::tracking;
+use registry_core::state::{Connection, ConnectionUpdate, SessionState, Status};
+use registry_core::table;
 
 /// How often the pass runs, in milliseconds.
 const PASS_EVERY_MS: u32 = 1000;

@@ -9,7 +9,7 @@ use std::ptr;
 
 use napi::sys;
 
-use crate::errors::RegistryError;
+use registry_core::errors::RegistryError;
 
 pub type Env = sys::napi_env;
 pub type Value = sys::napi_value;

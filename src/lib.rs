@@ -1,16 +1,10 @@
 #![deny(clippy::all)]
 //! baileys-socket-registry: a native registry for the Baileys sockets of a multi-session bot.
 //!
-//! Plain-Rust modules (`state`, `table`, `stats`, `snapshot`, `config`, `errors`) hold the
-//! logic and have their own `cargo test`; the JS-facing modules (`api`, `convert`,
-//! `tracking`, `health`, `events`, `handles`, `channel`, `promise`, `js`) only convert and call.
-
-pub mod config;
-pub mod errors;
-pub mod snapshot;
-pub mod state;
-pub mod stats;
-pub mod table;
+//! The logic lives in the plain-Rust core crate, `registry_core` (crates/registry-core:
+//! states, the process-wide table, statistics, snapshots, configuration, errors), tested by
+//! `cargo test` without Node. The modules here (`api`, `convert`, `tracking`, `health`,
+//! `events`, `handles`, `channel`, `promise`, `js`) only convert and call.
 
 mod api;
 mod channel;

@@ -12,10 +12,10 @@ use napi::sys;
 
 use crate::channel::Channel;
 use crate::convert;
-use crate::errors::RegistryError;
 use crate::js::{self, Env, JsResult, Value};
-use crate::snapshot::SavedSession;
-use crate::state::SessionState;
+use registry_core::errors::RegistryError;
+use registry_core::snapshot::SavedSession;
+use registry_core::state::SessionState;
 
 /// What a promise resolves with.
 pub enum Outcome {

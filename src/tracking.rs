@@ -24,8 +24,8 @@ use crate::events::{self, ChangeKind};
 use crate::handles::{self, SocketEntry};
 use crate::health;
 use crate::js::{self, Env, JsResult, Value};
-use crate::state::{Connection, ConnectionUpdate, Me};
-use crate::table;
+use registry_core::state::{Connection, ConnectionUpdate, Me};
+use registry_core::table;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {

@@ -1,64 +1,86 @@
 //! Every error the registry reports, with its stable `code`.
 //!
 //! The codes are part of the public API: a bot matches on `err.code`, never on the message.
-//! The `#[napi]` layer turns a [`RegistryError`] into a JS `Error` (or `TypeError` when the
+//! The binding crate turns a [`RegistryError`] into a JS `Error` (or `TypeError` when the
 //! caller passed a value of the wrong type) in one place, `js::throw_registry_error`.
 
-use std::fmt;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
   /// The session id is not a non-empty string.
+  #[error("{0}")]
   InvalidSessionId(String),
   /// The socket is not an object.
+  #[error("{0}")]
   InvalidSocket(String),
   /// An options object (register, configure, waitForState) is malformed.
+  #[error("{0}")]
   InvalidOptions(String),
   /// `updateSessionState` got something other than a plain object.
+  #[error("{0}")]
   InvalidStateUpdate(String),
   /// A value in a state update has the wrong type for its key, or cannot be stored as data.
+  #[error("{0}")]
   InvalidStateValue(String),
   /// A key that could change an object's prototype (`__proto__`, `constructor`, `prototype`).
+  #[error("{0}")]
   ForbiddenStateKey(String),
   /// A key only the registry itself may set (`threadId`, `connects`, ...).
+  #[error("{0}")]
   ReadOnlyStateKey(String),
   /// A state update over one of the limits on size and depth (`state::limits`).
+  #[error("{0}")]
   StateTooLarge(String),
   /// Another thread owns the session and `takeover` was not asked for.
+  #[error("session '{session_id}' is owned by thread {thread_id}; pass {{ takeover: true }} to move it to this thread")]
   SessionOwnedByOtherThread { session_id: String, thread_id: u32 },
   /// `createSocketWrapper`'s function was called without `config.sessionId`.
+  #[error("{0}")]
   MissingSessionId(String),
   /// `makeWASocket` passed to `createSocketWrapper` is not a function.
+  #[error("{0}")]
   InvalidFactory(String),
   /// `onStateChange` got something other than a function.
+  #[error("{0}")]
   InvalidListener(String),
   /// The session does not exist.
+  #[error("no session registered under '{0}'")]
   SessionNotFound(String),
   /// `waitForState` ran out of time.
+  #[error("session '{session_id}' did not reach status '{status}' within {timeout_ms} ms")]
   WaitTimeout {
     session_id: String,
     status: String,
     timeout_ms: u64,
   },
   /// The session was removed while `waitForState` was waiting on it.
+  #[error("session '{0}' was removed while waiting for it")]
   SessionRemoved(String),
   /// The session reached a status from which the awaited one cannot follow.
+  #[error(
+    "session '{session_id}' reached status '{reached}', from which '{wanted}' cannot follow"
+  )]
   StateUnreachable {
     session_id: String,
     wanted: String,
     reached: String,
   },
   /// The snapshot file does not exist.
+  #[error("{0}")]
   SnapshotNotFound(String),
   /// A snapshot file could not be read or written, or is not a regular file.
+  #[error("{0}")]
   SnapshotIo(String),
   /// A snapshot file is not valid JSON of the expected shape.
+  #[error("{0}")]
   SnapshotCorrupt(String),
   /// A snapshot file has a `version` this build does not know.
+  #[error("{0}")]
   SnapshotVersion(String),
   /// A snapshot is larger than [`crate::snapshot::MAX_SNAPSHOT_BYTES`].
+  #[error("{0}")]
   SnapshotTooLarge(String),
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
+  #[error("{0}")]
   Internal(String),
 }
 
@@ -113,57 +135,6 @@ impl RegistryError {
     matches!(self, Self::StateTooLarge(_))
   }
 }
-
-impl fmt::Display for RegistryError {
-  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match self {
-      Self::InvalidSessionId(m)
-      | Self::InvalidSocket(m)
-      | Self::InvalidOptions(m)
-      | Self::InvalidStateUpdate(m)
-      | Self::InvalidStateValue(m)
-      | Self::ForbiddenStateKey(m)
-      | Self::ReadOnlyStateKey(m)
-      | Self::StateTooLarge(m)
-      | Self::MissingSessionId(m)
-      | Self::InvalidFactory(m)
-      | Self::InvalidListener(m)
-      | Self::SnapshotNotFound(m)
-      | Self::SnapshotIo(m)
-      | Self::SnapshotCorrupt(m)
-      | Self::SnapshotVersion(m)
-      | Self::SnapshotTooLarge(m)
-      | Self::Internal(m) => f.write_str(m),
-      Self::SessionOwnedByOtherThread {
-        session_id,
-        thread_id,
-      } => write!(
-        f,
-        "session '{session_id}' is owned by thread {thread_id}; pass {{ takeover: true }} to move it to this thread"
-      ),
-      Self::SessionNotFound(id) => write!(f, "no session registered under '{id}'"),
-      Self::WaitTimeout {
-        session_id,
-        status,
-        timeout_ms,
-      } => write!(
-        f,
-        "session '{session_id}' did not reach status '{status}' within {timeout_ms} ms"
-      ),
-      Self::SessionRemoved(id) => write!(f, "session '{id}' was removed while waiting for it"),
-      Self::StateUnreachable {
-        session_id,
-        wanted,
-        reached,
-      } => write!(
-        f,
-        "session '{session_id}' reached status '{reached}', from which '{wanted}' cannot follow"
-      ),
-    }
-  }
-}
-
-impl std::error::Error for RegistryError {}
 
 #[cfg(test)]
 mod tests {
