@@ -1,13 +1,13 @@
-// The package's entry point ("main"). It loads index.js, the binding loader that
+// The package's entry point ("main"). It loads binding.js, the binding loader that
 // `napi build --platform` generates (and that must not be edited by hand), and
 // only changes what happens when no native binary can be loaded: instead of the
 // generated loader's bare "Cannot find native binding" and its stack of
 // require() errors, the error says which binary was looked for and what to do.
 //
-// The line `module.exports = require('./index.js')` must stay exactly so:
+// The line `module.exports = require('./binding.js')` must stay exactly so:
 // Node finds the named exports of a CommonJS module for
 // `import { registerSocket } from 'baileys-socket-registry'` with
-// cjs-module-lexer, which follows that re-export into index.js.
+// cjs-module-lexer, which follows that re-export into binding.js.
 'use strict'
 
 // The addon asks `process.getBuiltinModule('worker_threads')` for the thread id it records in
@@ -19,7 +19,7 @@ Object.defineProperty(globalThis, THREAD_ID_KEY, {
   configurable: true
 })
 try {
-  module.exports = require('./index.js')
+  module.exports = require('./binding.js')
 } catch (error) {
   throw explainLoadError(error)
 } finally {

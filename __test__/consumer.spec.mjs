@@ -12,7 +12,7 @@
 //
 // No second release build: `npm pack` would run the `prepare` script (a
 // release build, ~40 s). The spec checks that the .node for this platform and
-// the generated index.js / index.d.ts exist and are newer than every Rust
+// the generated binding.js / index.d.ts exist and are newer than every Rust
 // source, builds once (`npm run build`) only if they are not, then packs with
 // `npm pack --ignore-scripts`.
 
@@ -89,9 +89,9 @@ function newestMtime (paths) {
   return newest
 }
 
-/** Whether the release binary and the generated loader/typings are newer than every source. */
+/** Whether the release binary and the generated binding loader and typings are newer than every source. */
 function buildIsFresh () {
-  const outputs = [binaryFile, 'index.js', 'index.d.ts'].map((f) => join(root, f))
+  const outputs = [binaryFile, 'binding.js', 'index.d.ts'].map((f) => join(root, f))
   if (!outputs.every((f) => existsSync(f))) return false
   const sources = newestMtime(['src', 'Cargo.toml', 'Cargo.lock', 'build.rs'].map((f) => join(root, f)))
   return outputs.every((f) => statSync(f).mtimeMs >= sources)
@@ -166,7 +166,7 @@ after(async () => {
 })
 
 test('the tarball holds what a user needs and nothing else', () => {
-  const needed = ['package.json', 'README.md', 'loader.js', 'index.js', 'index.d.ts']
+  const needed = ['package.json', 'README.md', 'index.js', 'binding.js', 'index.d.ts']
   for (const f of needed) assert.ok(packedFiles.includes(f), `${f} is missing from the tarball: ${packedFiles}`)
   const extra = packedFiles.filter((f) => !needed.includes(f) && !/^LICEN[CS]E/i.test(f))
   assert.deepEqual(extra, [], 'the tarball holds files a user does not need')
@@ -175,7 +175,7 @@ test('the tarball holds what a user needs and nothing else', () => {
     assert.doesNotMatch(f, /^Cargo\.|\.rs$|\.tgz$/, f)
   }
   const installed = join(project, 'node_modules', 'baileys-socket-registry')
-  assert.deepEqual(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).main, 'loader.js')
+  assert.deepEqual(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).main, 'index.js')
   assert.equal(existsSync(join(installed, binaryFile)), false, 'the binary comes from the platform package')
   assert.ok(existsSync(join(project, 'node_modules', `baileys-socket-registry-${platform}`, binaryFile)))
 })
@@ -212,7 +212,7 @@ test('ESM named imports and the default import resolve through the entry point',
   const out = JSON.parse(r.stdout)
   assert.equal(out.same, true)
   assert.deepEqual(out.types, ['function', 'function', 'function'])
-  // Every CommonJS export is also a named ESM export (cjs-module-lexer follows loader.js).
+  // Every CommonJS export is also a named ESM export (cjs-module-lexer follows index.js into binding.js).
   assert.deepEqual(out.names, out.cjs)
 })
 

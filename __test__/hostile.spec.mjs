@@ -303,7 +303,7 @@ describe('waitForState answered at top level', () => {
 
 describe('Node versions without process.getBuiltinModule (before 20.16)', () => {
   test('a worker still records its own threadId, handed over by the package loader', async () => {
-    const loader = fileURLToPath(new URL('../loader.js', import.meta.url))
+    const loader = fileURLToPath(new URL('../index.js', import.meta.url))
     const code = `
       const { parentPort, threadId } = require('node:worker_threads')
       delete process.getBuiltinModule

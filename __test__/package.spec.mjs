@@ -27,7 +27,7 @@ const npmCmd = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const napiCli = join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
 
 // What the root package must hold, exactly (npm adds package.json and README.md).
-const ROOT_FILES = ['README.md', 'index.d.ts', 'index.js', 'loader.js', 'package.json']
+const ROOT_FILES = ['README.md', 'binding.js', 'index.d.ts', 'index.js', 'package.json']
 
 // The platform package of each target, written out: os/cpu/libc as npm compares them
 // with process.platform, process.arch and the C library (libc only on Linux).
@@ -72,8 +72,8 @@ function packedFiles (dir) {
 const platformPackage = (dir) => JSON.parse(readFileSync(join(root, 'npm', dir, 'package.json'), 'utf8'))
 
 test('the root package lists its entry points and typings in files, and no binary', () => {
-  assert.deepEqual(pkg.files, ['loader.js', 'index.js', 'index.d.ts'])
-  assert.equal(pkg.main, 'loader.js')
+  assert.deepEqual(pkg.files, ['index.js', 'binding.js', 'index.d.ts'])
+  assert.equal(pkg.main, 'index.js')
   assert.equal(pkg.types, 'index.d.ts')
   for (const f of pkg.files) assert.ok(existsSync(join(root, f)), `${f} is listed in files but missing`)
 })

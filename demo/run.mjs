@@ -24,7 +24,7 @@ import {
   onStateChange,
   registerSocket,
   waitForState
-} from '../loader.js' // the package entry point: import { ... } from 'baileys-socket-registry'
+} from '../index.js' // the package entry point: import { ... } from 'baileys-socket-registry'
 
 const TOTAL = Number(process.env.DEMO_SESSIONS ?? 100)
 const QR = Math.max(1, Math.round(TOTAL * 0.03)) // never paired: waiting for a QR scan

@@ -3,8 +3,8 @@
 import { createRequire } from 'node:module'
 
 /**
- * The package as a user loads it: through its real entry, the package `main` (loader.js,
- * which re-exports the generated index.js), resolved from the package root.
+ * The package as a user loads it: through its real entry, the package `main` (index.js,
+ * which re-exports the generated binding.js), resolved from the package root.
  */
 export const registry = createRequire(import.meta.url)('../..')
 

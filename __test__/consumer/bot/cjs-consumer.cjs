@@ -5,7 +5,7 @@ const assert = require('node:assert/strict')
 const { EventEmitter } = require('node:events')
 const registry = require('baileys-socket-registry')
 
-assert.match(require.resolve('baileys-socket-registry'), /[\\/]baileys-socket-registry[\\/]loader\.js$/)
+assert.match(require.resolve('baileys-socket-registry'), /[\\/]baileys-socket-registry[\\/]index\.js$/)
 const functions = [
   'registerSocket', 'getSocket', 'getAllSockets', 'getSocketCount', 'hasSocket', 'unregisterSocket',
   'updateSessionState', 'getSessionState', 'getAllSessions', 'getStats', 'createSocketWrapper',
