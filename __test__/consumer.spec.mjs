@@ -12,7 +12,7 @@
 //
 // No second release build: `npm pack` would run the `prepare` script (a
 // release build, ~40 s). The spec checks that the .node for this platform and
-// the generated binding.js / index.d.ts exist and are newer than every Rust
+// the generated binding.js / binding.d.ts exist and are newer than every Rust
 // source, builds once (`npm run build`) only if they are not, then packs with
 // `npm pack --ignore-scripts`.
 
@@ -91,7 +91,7 @@ function newestMtime (paths) {
 
 /** Whether the release binary and the generated binding loader and typings are newer than every source. */
 function buildIsFresh () {
-  const outputs = [binaryFile, 'binding.js', 'index.d.ts'].map((f) => join(root, f))
+  const outputs = [binaryFile, 'binding.js', 'binding.d.ts'].map((f) => join(root, f))
   if (!outputs.every((f) => existsSync(f))) return false
   const sources = newestMtime(['src', 'Cargo.toml', 'Cargo.lock', 'build.rs'].map((f) => join(root, f)))
   return outputs.every((f) => statSync(f).mtimeMs >= sources)
@@ -166,7 +166,7 @@ after(async () => {
 })
 
 test('the tarball holds what a user needs and nothing else', () => {
-  const needed = ['package.json', 'README.md', 'index.js', 'binding.js', 'index.d.ts']
+  const needed = ['package.json', 'README.md', 'index.js', 'index.d.ts', 'binding.js', 'binding.d.ts']
   for (const f of needed) assert.ok(packedFiles.includes(f), `${f} is missing from the tarball: ${packedFiles}`)
   const extra = packedFiles.filter((f) => !needed.includes(f) && !/^LICEN[CS]E/i.test(f))
   assert.deepEqual(extra, [], 'the tarball holds files a user does not need')
@@ -217,9 +217,10 @@ test('ESM named imports and the default import resolve through the entry point',
 })
 
 test('the TypeScript consumer type-checks with tsc --noEmit --strict and uses every export', () => {
-  const dts = readFileSync(join(project, 'node_modules', 'baileys-socket-registry', 'index.d.ts'), 'utf8')
+  const installed = join(project, 'node_modules', 'baileys-socket-registry')
+  const dts = ['index.d.ts', 'binding.d.ts'].map((f) => readFileSync(join(installed, f), 'utf8')).join('\n')
   const exported = [...dts.matchAll(/^export (?:declare )?(?:function|const|interface|type) (\w+)/gm)].map((m) => m[1])
-  assert.ok(exported.length > 30, `only ${exported.length} exports found in index.d.ts`)
+  assert.ok(exported.length > 30, `only ${exported.length} exports found in index.d.ts and binding.d.ts`)
   const consumer = readFileSync(join(project, 'ts', 'consumer.ts'), 'utf8')
   const unused = exported.filter((name) => !new RegExp(`\\b${name}\\b`).test(consumer))
   assert.deepEqual(unused, [], 'exports the TypeScript consumer does not use')

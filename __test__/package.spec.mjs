@@ -27,7 +27,7 @@ const npmCmd = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const napiCli = join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
 
 // What the root package must hold, exactly (npm adds package.json and README.md).
-const ROOT_FILES = ['README.md', 'binding.js', 'index.d.ts', 'index.js', 'package.json']
+const ROOT_FILES = ['README.md', 'binding.d.ts', 'binding.js', 'index.d.ts', 'index.js', 'package.json']
 
 // The platform package of each target, written out: os/cpu/libc as npm compares them
 // with process.platform, process.arch and the C library (libc only on Linux).
@@ -72,13 +72,13 @@ function packedFiles (dir) {
 const platformPackage = (dir) => JSON.parse(readFileSync(join(root, 'npm', dir, 'package.json'), 'utf8'))
 
 test('the root package lists its entry points and typings in files, and no binary', () => {
-  assert.deepEqual(pkg.files, ['index.js', 'binding.js', 'index.d.ts'])
+  assert.deepEqual(pkg.files, ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts'])
   assert.equal(pkg.main, 'index.js')
   assert.equal(pkg.types, 'index.d.ts')
   for (const f of pkg.files) assert.ok(existsSync(join(root, f)), `${f} is listed in files but missing`)
 })
 
-test('npm pack of the root package holds exactly the five files, whatever binaries lie in the directory', () => {
+test('npm pack of the root package holds exactly the six files, whatever binaries lie in the directory', () => {
   // The checkout as it is (after `npm run build` it holds this platform's .node).
   assert.deepEqual(packedFiles(root), ROOT_FILES)
 
