@@ -552,7 +552,8 @@ pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()
   finish(
     &env,
     handles::init_env(raw, thread_id)
-      .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports))),
+      .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports)))
+      .and_then(|_| crate::sockets::install(raw, napi::JsValue::raw(&exports))),
   )
 }
 

@@ -131,7 +131,7 @@ const STACK_UNITS: usize = 128;
 /// `napi_get_value_string_utf16` answers `napi_string_expected` for a non-string itself, so no
 /// `napi_typeof` comes first.
 #[inline(always)]
-fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+pub(crate) fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
   // Not zeroed: only what Node-API wrote (`len` units) is read, and zeroing these buffers on
   // every call was a measurable part of a lookup.
   let mut wide = MaybeUninit::<[u16; STACK_UNITS]>::uninit();
