@@ -85,8 +85,12 @@ function ownMap () {
 
 /** sessionId → socket, in registration order (a replaced id keeps its place, as in the table). */
 const sockets = ownMap()
-/** sessionId → its generation (untracked) or its `Tracker` (tracked). */
-const entries = ownMap()
+/**
+ * sessionId → `Tracker`, for tracked sockets only: an untracked session costs one `Map` entry.
+ * (The table knows which sessions this thread owns: no generation is needed here to remove
+ * one or to tell a revoked socket from a newer one.)
+ */
+const trackers = ownMap()
 
 // Takeovers by other threads: the native side queues them and bumps this counter, which every
 // lookup compares with the last value it saw; the native wake calls `applyRevocations` too,
@@ -103,20 +107,17 @@ function applyRevocationsSafely () {
 function applyRevocations () {
   // Read before taking: a revocation queued after the take moves the counter again.
   seenRevision = revision[0]
+  // Only ids this thread no longer owns: the socket registered under each is the revoked one.
   const taken = nativeTakeRevoked()
-  for (let i = 0; i < taken.length; i += 2) {
+  for (let i = 0; i < taken.length; i++) {
     const id = taken[i]
-    const entry = entries.get(id)
-    if (entry === undefined || generationOf(entry) !== taken[i + 1]) continue
     const socket = sockets.get(id)
+    if (socket === undefined) continue
+    const tracker = trackers.get(id)
     sockets.delete(id)
-    entries.delete(id)
-    letGo(id, socket, entry)
+    if (tracker !== undefined) trackers.delete(id)
+    letGo(id, socket, tracker)
   }
-}
-
-function generationOf (entry) {
-  return typeof entry === 'number' ? entry : entry.generation
 }
 
 /** An error with its stable `code`: the one place the JavaScript side makes one. */
@@ -159,9 +160,8 @@ function checkSessionId (id, what) {
   if (hasLoneSurrogate(id)) throw loneSurrogateError(what)
 }
 
-function boolOption (options, key, fallback, what) {
-  if (options === undefined || options === null) return fallback
-  const v = options[key]
+/** An optional boolean option's value `v` (read by the caller: a fixed key reads faster). */
+function boolOption (v, key, fallback, what) {
   if (v === undefined) return fallback
   if (typeof v !== 'boolean') throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${what}: options.${key} must be a boolean`)
   return v
@@ -177,8 +177,9 @@ function registerSocket (sessionId, socket, options) {
   if (options !== undefined && options !== null && !isObject(options)) {
     throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${REGISTER}: options must be an object, got ${typeName(options)}`)
   }
-  const track = boolOption(options, 'track', true, REGISTER)
-  const takeover = boolOption(options, 'takeover', false, REGISTER)
+  const given = options !== undefined && options !== null
+  const track = boolOption(given ? options.track : undefined, 'track', true, REGISTER)
+  const takeover = boolOption(given ? options.takeover : undefined, 'takeover', false, REGISTER)
   register(sessionId, socket, track, takeover)
   return socket
 }
@@ -197,11 +198,15 @@ function register (id, socket, track, takeover) {
   const current = sockets.get(id)
   if (current === socket) return
   const generation = nativeRegister(id, track, takeover)
-  const old = current === undefined ? undefined : entries.get(id)
-  const entry = track ? new Tracker(id, generation, socket) : generation
+  const old = current === undefined || trackers.size === 0 ? undefined : trackers.get(id)
   sockets.set(id, socket)
-  entries.set(id, entry)
-  if (track) attach(id, entry, socket)
+  if (track) {
+    const tracker = new Tracker(id, generation, socket)
+    trackers.set(id, tracker)
+    attach(id, tracker, socket)
+  } else if (old !== undefined) {
+    trackers.delete(id)
+  }
   if (current !== undefined) letGo(id, current, old)
 }
 
@@ -242,11 +247,11 @@ function unregisterSocket (sessionId) {
   if (revision[0] !== seenRevision) applyRevocations()
   const socket = sockets.get(sessionId)
   if (socket === undefined) return false
-  const entry = entries.get(sessionId)
+  const tracker = trackers.size === 0 ? undefined : trackers.get(sessionId)
   sockets.delete(sessionId)
-  entries.delete(sessionId)
-  nativeUnregister(sessionId, generationOf(entry))
-  letGo(sessionId, socket, entry)
+  if (tracker !== undefined) trackers.delete(sessionId)
+  nativeUnregister(sessionId)
+  letGo(sessionId, socket, tracker)
   return true
 }
 
@@ -262,12 +267,12 @@ function clearAll () {
     taken[n] = socket
     n++
   }
-  const gens = []
-  for (let i = 0; i < n; i++) gens[i] = entries.get(ids[i])
+  const tracked = []
+  for (let i = 0; i < n; i++) tracked[i] = trackers.get(ids[i])
   sockets.clear()
-  entries.clear()
-  for (let i = 0; i < n; i++) nativeUnregister(ids[i], generationOf(gens[i]))
-  for (let i = 0; i < n; i++) letGo(ids[i], taken[i], gens[i])
+  trackers.clear()
+  for (let i = 0; i < n; i++) nativeUnregister(ids[i])
+  for (let i = 0; i < n; i++) letGo(ids[i], taken[i], tracked[i])
 }
 
 const WRAPPER = 'createSocketWrapper(makeWASocket)'
@@ -467,7 +472,7 @@ function attach (id, t, socket) {
   }
   // Attaching ran the caller's JavaScript: keep the listeners only if this registration is
   // still the current one.
-  if (entries.get(id) !== t) {
+  if (trackers.get(id) !== t) {
     detach(id, socket, t)
     return
   }
@@ -502,10 +507,10 @@ function detach (id, socket, t) {
  * caller's JavaScript, which may re-enter the registry; whatever the socket throws is
  * recorded as a socket fault, never thrown.
  */
-function letGo (id, socket, entry) {
-  if (typeof entry === 'object') {
-    detach(id, socket, entry)
-    entry.socket = null
+function letGo (id, socket, tracker) {
+  if (tracker !== undefined) {
+    detach(id, socket, tracker)
+    tracker.socket = null
   }
   silence(id, socket)
   let ws
@@ -702,16 +707,16 @@ function look (socket) {
 }
 
 function healthPass () {
-  for (const [id, t] of entries) {
-    if (typeof t !== 'object' || t.leftAlone || t.socket === null) continue
+  for (const [id, t] of trackers) {
+    if (t.leftAlone || t.socket === null) continue
     // A getter of one socket may run JavaScript that unregisters another: look again.
-    if (entries.get(id) !== t) continue
+    if (trackers.get(id) !== t) continue
     if (!nativeHealthWatched(id, t.generation)) {
       t.closedOnce = false
       continue
     }
     const seen = look(t.socket)
-    if (entries.get(id) !== t) continue
+    if (trackers.get(id) !== t) continue
     if (seen === OPEN) {
       t.closedOnce = false
     } else if (seen === CLOSED) {

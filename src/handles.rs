@@ -3,7 +3,7 @@
 //!
 //! The socket objects themselves live in the environment's own JavaScript `Map` (index.js):
 //! they cannot leave their thread anyway. A takeover from another thread queues the revoked
-//! `(session id, generation)` here, bumps a counter in a small buffer the environment's
+//! session id here, bumps a counter in a small buffer the environment's
 //! JavaScript reads on every lookup (so a lookup notices a takeover without a native call),
 //! and wakes the environment through a weak channel (so the old socket is let go even when
 //! that thread never looks anything up). The JavaScript side then drains the queue with
@@ -26,7 +26,7 @@ use registry_core::table::EnvKey;
 pub struct EnvShared {
   pub key: EnvKey,
   pub thread_id: u32,
-  revoked: Mutex<Vec<(String, u64)>>,
+  revoked: Mutex<Vec<String>>,
   /// Bumped after each revocation is queued; read by the environment's lookups through an
   /// external `ArrayBuffer` (see [`attach_js`]). Boxed: its address must not move.
   counter: Box<AtomicI32>,
@@ -137,17 +137,19 @@ pub fn attach_js(env: Env, on_revoked: Value) -> JsResult<Value> {
   Ok(buffer)
 }
 
-/// Takes the revocations other threads queued for this environment.
-pub fn take_revoked() -> Vec<(String, u64)> {
+/// Takes the ids other threads took over from this environment.
+pub fn take_revoked() -> Vec<String> {
   CURRENT
     .with(|c| c.borrow().clone())
     .map(|shared| std::mem::take(&mut *shared.revoked.lock().unwrap_or_else(|p| p.into_inner())))
     .unwrap_or_default()
 }
 
-/// Tells environment `owner` (any thread) that its socket for `id` at `generation` was taken
-/// over: it must end that socket and forget it. Returns `false` if that environment is gone.
-pub fn revoke(owner: EnvKey, id: &str, generation: u64) -> bool {
+/// Tells environment `owner` (any thread) that its socket for `id` was taken over: it must end
+/// that socket and forget it (unless it has registered the id again since, which it knows by
+/// owning the record, see `sockets::take_revoked`). Returns `false` if that environment is
+/// gone.
+pub fn revoke(owner: EnvKey, id: &str) -> bool {
   let Some(shared) = ENVS.get(&owner).map(|s| s.clone()) else {
     return false;
   };
@@ -155,7 +157,7 @@ pub fn revoke(owner: EnvKey, id: &str, generation: u64) -> bool {
     .revoked
     .lock()
     .unwrap_or_else(|p| p.into_inner())
-    .push((id.to_owned(), generation));
+    .push(id.to_owned());
   // After the push: a lookup that sees the new count finds the entry queued.
   shared.counter.fetch_add(1, Ordering::Release);
   shared.wake.get().is_some_and(|w| w.send(()))

@@ -94,9 +94,9 @@ fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
     RegistryError::Internal("the registry was not initialised in this thread".into())
   })?;
   let registered = table::register(id, env_key, thread_id, track, takeover, js::now_ms())?;
-  if let Some((owner, previous)) = registered.previous {
+  if let Some((owner, _)) = registered.previous {
     if owner != env_key {
-      handles::revoke(owner, id, previous);
+      handles::revoke(owner, id);
     }
   }
   if events::wanted() {
@@ -110,17 +110,17 @@ fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
   Ok(registered.generation as f64)
 }
 
-/// Removes the record of `id` if it is still `generation`, telling subscribers (`removed`).
-/// Returns whether it was there.
+/// Removes the record of `id` if this environment owns it (another thread may have taken it
+/// over meanwhile), telling subscribers (`removed`). Returns whether it was removed.
 ///
-/// `__unregister(id, generation)`, a raw callback (see [`install`]).
+/// `__unregister(id)`, a raw callback (see [`install`]).
 unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id, generation], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
-  let generation = js::get_number(env, generation).map_or(0, self::generation);
+  let owner = handles::current().map(|c| c.0);
   let found = crate::fast::with_id(env, id, |id| {
-    let removed = table::remove(id, Some(generation));
+    let removed = owner.and_then(|owner| table::remove_owned(id, owner));
     let found = removed.is_some();
     if let Some(record) = removed {
       events::emit(id, ChangeKind::Removed, Some(record.state), None);
@@ -130,19 +130,23 @@ unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> 
   js::boolean(env, found.unwrap_or(false)).unwrap_or(ptr::null_mut())
 }
 
-/// The sessions other threads took over from this one since the last call, as a flat array
-/// `[id, generation, id, generation, ...]`.
+/// The sessions other threads took over from this one since the last call, as an array of
+/// ids. An id this environment owns again (it registered the id anew since) is left out: its
+/// socket in index.js is that newer one.
 #[napi(js_name = "__takeRevoked", skip_typescript)]
 pub fn take_revoked(env: Env) -> napi::Result<JsAny> {
   let raw = env.raw();
-  let revoked = handles::take_revoked();
+  let owner = handles::current().map(|c| c.0);
+  let revoked: Vec<String> = handles::take_revoked()
+    .into_iter()
+    .filter(|id| owner.is_none_or(|owner| !table::is_owned_by(id, owner)))
+    .collect();
   finish(
     &env,
     (|| {
-      let out = js::array(raw, revoked.len() * 2)?;
-      for (i, (id, g)) in revoked.iter().enumerate() {
-        js::set_element(raw, out, 2 * i as u32, js::string(raw, id)?)?;
-        js::set_element(raw, out, 2 * i as u32 + 1, js::number(raw, *g as f64)?)?;
+      let out = js::array(raw, revoked.len())?;
+      for (i, id) in revoked.iter().enumerate() {
+        js::set_element(raw, out, i as u32, js::string(raw, id)?)?;
       }
       Ok(JsAny(out))
     })(),
