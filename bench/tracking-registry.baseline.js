@@ -148,12 +148,31 @@ function applyConnectionUpdate (state, update, sock) {
   }
 }
 
+/** Refuses keys that could reach a prototype, at any depth (a JSON.parse reviver). */
+function refuseForbidden (key, value) {
+  if (FORBIDDEN.has(key)) throw fail(TypeError, 'ERR_FORBIDDEN_STATE_KEY', `state key '${key}' is not allowed`)
+  return value
+}
+
 /** A JSON-data copy of a custom value (what the package keeps: Dates become ISO strings). */
 function dataOf (value, key) {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
   if (typeof value === 'number') return Number.isFinite(value) ? value : null
-  if (typeof value === 'object') return JSON.parse(JSON.stringify(value))
+  if (typeof value === 'object') return JSON.parse(JSON.stringify(value), refuseForbidden)
   throw fail(TypeError, 'ERR_INVALID_STATE_VALUE', `state key '${key}' is not data (${typeof value})`)
+}
+
+/** A deep copy of stored JSON data (plain objects, arrays, primitives): cheaper than structuredClone. */
+function copyData (value) {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) {
+    const out = new Array(value.length)
+    for (let i = 0; i < value.length; i++) out[i] = copyData(value[i])
+    return out
+  }
+  const out = {}
+  for (const key of Object.keys(value)) out[key] = copyData(value[key])
+  return out
 }
 
 /** The caller's copy: the registry's fields, then the bot's own keys (deep copies). */
@@ -184,7 +203,7 @@ function copyOf (state) {
   if (custom !== null) {
     for (const key of Object.keys(custom)) {
       const value = custom[key]
-      out[key] = value !== null && typeof value === 'object' ? structuredClone(value) : value
+      out[key] = value !== null && typeof value === 'object' ? copyData(value) : value
     }
   }
   return out
