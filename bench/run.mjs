@@ -341,8 +341,8 @@ async function runPhase (phase, hooks, t, log) {
         if (PER_CALL_SIZES.includes(n)) for (const [op, m] of await perCall(R, tracked, own, t)) keep(side, `${op}@${n}`, m)
         if (WHOLE_SIZES.includes(n)) {
           for (const [op, m] of await whole(R, own, t)) keep(side, `${op}@${n}`, m)
-          // The plain-JS lower bounds, in the baseline's heap (they use no registry).
-          if (side === 'base') for (const [op, m] of await jsFloors(tracked, own, t)) keep('base', `floor:${op}@${n}`, m)
+          // The plain-JS lower bounds use no registry: measured beside both sides, lowest kept.
+          for (const [op, m] of await jsFloors(tracked, own, t)) keep('base', `floor:${op}@${n}`, m)
         }
         if (R.getSocketCount() !== n) throw new Error(`${phase.key} ${side}: the size moved at ${n}`)
       }
