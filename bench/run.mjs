@@ -1,7 +1,7 @@
 // `npm run bench` (= node --expose-gc bench/run.mjs): the native registry against two JavaScript
 // baselines, in one process and one run, with the targets of issue 11.
 //
-//   npm run bench               the full run (about a minute and a half on 2 shared cores)
+//   npm run bench               the full run (about a minute on 2 shared cores)
 //   npm run bench -- --quick    a few seconds, small sizes and few samples: proves the benchmark
 //                               still works (`npm test` runs it); its numbers are not judged
 //   --sizes 1000,10000          run every row at each of these sizes (default: the issue's,
