@@ -43,7 +43,7 @@
 //   with one native `getStats()`, or, for the Map module (one instance per thread), by asking
 //   every worker with postMessage and merging the replies.
 // - Noise: a plain `Map.get` loop (and the N-API floor, when available) is measured at the start
-//   and at the end of the run; the 1-minute load average is printed with both.
+//   and at the end of the run; the 1/5/15-minute load averages are printed with both.
 // - Before measuring, the two sides of each comparison must answer alike (`checkParity`,
 //   `checkTrackingParity`: the tracking registry must keep the same state as the package for the
 //   same events), or the numbers would compare different work. This runs in --quick too.
