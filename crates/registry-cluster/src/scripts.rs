@@ -10,10 +10,14 @@
 use redis::Script;
 
 /// `KEYS`: lease, fence, state. `ARGV`: node, leaseMs, sessionId, channel.
-/// Returns `{0, token, owner, pttl}` when another node holds it, else `{1, token, node, leaseMs}`.
+/// Returns `{0, token, owner, pttl}` when a lease exists, else `{1, token, node, leaseMs}`.
+///
+/// A lease under this node's own id is refused too: the process that holds one answers `claim`
+/// from memory, so a lease here is an earlier process with this id (it may still be running,
+/// say a duplicate), which must release or expire first.
 pub(crate) const CLAIM: &str = r#"
 local owner = redis.call('HGET', KEYS[1], 'node')
-if owner and owner ~= ARGV[1] then
+if owner then
   return {0, redis.call('HGET', KEYS[1], 'token'), owner, redis.call('PTTL', KEYS[1])}
 end
 local t = redis.call('TIME')

@@ -55,6 +55,17 @@ async fn two_claimers_race_100_times_and_exactly_one_wins_each_round() {
       assert!(owner.release("user_42").await.unwrap());
     }
     eprintln!("race: a won {} rounds, b won {}", wins[0], wins[1]);
+    // A second process under the same node id does not get the first one's session.
+    a.claim("user_42", ClaimOptions::default()).await.unwrap();
+    let (twin, _nt) = Cluster::connect(opts(&redis.url(), "race", "a", 5_000))
+      .await
+      .unwrap();
+    let err = twin
+      .claim("user_42", ClaimOptions::default())
+      .await
+      .unwrap_err();
+    assert_eq!(err.code(), "ERR_CLUSTER_SESSION_OWNED");
+    twin.close().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
   })
@@ -148,7 +159,18 @@ async fn a_dead_nodes_lease_expires_and_another_node_claims_it() {
     eprintln!("takeover after the owner died: {took:?} (leaseMs {lease_ms})");
     assert!(lb.token > la.token);
     assert!(took <= Duration::from_millis(lease_ms + 1_000), "{took:?}");
-    let fleet = b.fleet().await.unwrap();
+    // Its heartbeat expires within leaseMs of its last beat, on its own schedule.
+    let fleet = loop {
+      let fleet = b.fleet().await.unwrap();
+      if fleet.nodes.len() == 1 || died.elapsed() > Duration::from_millis(lease_ms + 300) {
+        break fleet;
+      }
+      tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+      "the dead node left the view {:?} after it died",
+      died.elapsed()
+    );
     assert_eq!(
       fleet
         .nodes
@@ -274,11 +296,14 @@ async fn a_keeper_that_loses_redis_reports_the_loss_before_the_lease_expires() {
   let redis = Redis::start();
   bounded(30, async {
     let lease_ms = 1_500;
-    let (a, mut na) = Cluster::connect(opts(&redis.url(), "part", "a", lease_ms))
-      .await
-      .unwrap();
+    // The margin is what makes the loss come first; it also absorbs a loaded test machine.
+    let a_opts = registry_cluster::ClusterOptions {
+      renew_every_ms: Some(300),
+      safety_margin_ms: Some(500),
+      ..opts(&redis.url(), "part", "a", lease_ms)
+    };
+    let (a, mut na) = Cluster::connect(a_opts).await.unwrap();
     let la = a.claim("s", ClaimOptions::default()).await.unwrap();
-    let acquired = Instant::now();
     tokio::time::sleep(Duration::from_millis(700)).await;
     // A lower bound of when the lease expires in Redis: read its TTL just before the pause.
     let asked = Instant::now();
@@ -340,7 +365,6 @@ async fn a_keeper_that_loses_redis_reports_the_loss_before_the_lease_expires() {
     assert_eq!(place.state, Some(serde_json::json!({ "fresh": true })));
     assert!(a.holding("s").is_none());
     assert_eq!(next_notice(&mut na, 100).await, None);
-    let _ = acquired;
     a.close().await.unwrap();
     b.close().await.unwrap();
   })
