@@ -363,6 +363,12 @@ impl Cluster {
     loop {
       let sent = Instant::now();
       let (code, token, owner, ttl) = inner.claim_once(session_id).await?;
+      if code == 0 && owner == inner.node_id {
+        // A concurrent claim of this process got it first.
+        if let Some(lease) = self.holding(session_id) {
+          return Ok(lease);
+        }
+      }
       if code == 1 {
         let token = parse_token(&token)?;
         inner.install(session_id, token, sent);
@@ -381,6 +387,21 @@ impl Cluster {
           session_id: session_id.to_owned(),
           token,
         });
+      }
+      if code == 2 {
+        let retry_ms = ttl.max(1) as u64;
+        match deadline {
+          Some(d) if Instant::now() < d => {
+            sleep((d - Instant::now()).min(Duration::from_millis(retry_ms))).await;
+            continue;
+          }
+          _ => {
+            return Err(RegistryError::ClusterRecovering {
+              session_id: session_id.to_owned(),
+              retry_ms,
+            })
+          }
+        }
       }
       if opts.takeover && !asked {
         inner.ask_takeover(session_id).await?;
@@ -565,6 +586,7 @@ impl Inner {
 
   async fn claim_once(&self, id: &str) -> Result<(i64, String, String, i64), RegistryError> {
     self.check_open()?;
+    let grace_until = self.grace_until().await?;
     let mut c = self.conn.clone();
     self
       .op(
@@ -579,9 +601,37 @@ impl Inner {
           .arg(self.timing.lease.as_millis() as u64)
           .arg(id)
           .arg(self.keys.channel())
+          .arg(grace_until)
           .invoke_async(&mut c),
       )
       .await
+  }
+
+  /// Until when (server ms) sessions Redis does not know must not be claimed: one grace period
+  /// after Redis first saw the cluster, which after a restart that lost the data is the first
+  /// heartbeat or claim after it. 0 when that is past or the grace is off.
+  async fn grace_until(&self) -> Result<u64, RegistryError> {
+    let grace = self.timing.grace.as_millis() as u64;
+    if grace == 0 {
+      return Ok(0);
+    }
+    let mut c = self.conn.clone();
+    let (epoch, now): (String, String) = self
+      .op(
+        "epoch",
+        self
+          .scripts
+          .epoch
+          .key(self.keys.epoch())
+          .invoke_async(&mut c),
+      )
+      .await?;
+    let (epoch, now) = (parse_token(&epoch)?, parse_token(&now)?);
+    Ok(if now < epoch + grace {
+      epoch + grace
+    } else {
+      0
+    })
   }
 
   async fn ask_takeover(&self, id: &str) -> Result<(), RegistryError> {
@@ -868,7 +918,9 @@ impl Inner {
       .pexpire(self.keys.node_sessions(&self.node_id), lease_ms as i64)
       .ignore();
     let mut c = self.conn.clone();
-    self.op("heartbeat", pipe.query_async::<()>(&mut c)).await
+    self.op("heartbeat", pipe.query_async::<()>(&mut c)).await?;
+    // Starts the grace period soon after a restart that lost the data, not at the next claim.
+    self.grace_until().await.map(drop)
   }
 
   fn takeover_asked(&self, id: &str, token: u64, by: String) {

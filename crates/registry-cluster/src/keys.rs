@@ -37,6 +37,11 @@ impl Keys {
   pub fn nodes(&self) -> String {
     format!("{}:nodes", self.prefix)
   }
+  /// When this Redis first saw the cluster (server time, ms): written once, never expires, so
+  /// its absence means the data was lost (or this is the first start).
+  pub fn epoch(&self) -> String {
+    format!("{}:epoch", self.prefix)
+  }
   /// The pub/sub channel of cluster events.
   pub fn channel(&self) -> String {
     format!("{}:events", self.prefix)

@@ -23,6 +23,10 @@ pub struct ClusterOptions {
   pub safety_margin_ms: Option<u64>,
   /// How long state mirror writes are gathered before one batch goes out.
   pub mirror_flush_ms: u64,
+  /// After Redis lost its data, sessions it no longer knows can be claimed only after this long,
+  /// so that their old owners can re-assert their leases first; default `lease_ms`. `Some(0)`
+  /// turns it off (then a restart without persistence may briefly give a session two owners).
+  pub data_loss_grace_ms: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -36,6 +40,7 @@ impl Default for ClusterOptions {
       renew_every_ms: None,
       safety_margin_ms: None,
       mirror_flush_ms: 20,
+      data_loss_grace_ms: None,
     }
   }
 }
@@ -48,6 +53,7 @@ pub(crate) struct Timing {
   pub margin: Duration,
   pub op_timeout: Duration,
   pub mirror_flush: Duration,
+  pub grace: Duration,
 }
 
 fn bad(msg: String) -> RegistryError {
@@ -94,6 +100,7 @@ impl ClusterOptions {
       margin: Duration::from_millis(margin),
       op_timeout: Duration::from_millis(self.op_timeout_ms),
       mirror_flush: Duration::from_millis(self.mirror_flush_ms),
+      grace: Duration::from_millis(self.data_loss_grace_ms.unwrap_or(lease)),
     })
   }
 

@@ -9,8 +9,10 @@
 
 use redis::Script;
 
-/// `KEYS`: lease, fence, state. `ARGV`: node, leaseMs, sessionId, channel.
-/// Returns `{0, token, owner, pttl}` when a lease exists, else `{1, token, node, leaseMs}`.
+/// `KEYS`: lease, fence, state. `ARGV`: node, leaseMs, sessionId, channel, graceUntil (server
+/// ms, 0 for none). Returns `{0, token, owner, pttl}` when a lease exists, `{2, '', '', waitMs}`
+/// when Redis lost its data recently and does not know the session (its old owner may still
+/// re-assert it), else `{1, token, node, leaseMs}`.
 ///
 /// A lease under this node's own id is refused too: the process that holds one answers `claim`
 /// from memory, so a lease here is an earlier process with this id (it may still be running,
@@ -22,6 +24,10 @@ if owner then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local grace = tonumber(ARGV[5])
+if grace > 0 and redis.call('EXISTS', KEYS[2]) == 0 and now / 1000 < grace then
+  return {2, '', '', math.ceil(grace - now / 1000)}
+end
 local token = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
 if now > token then token = now end
 local ts = string.format('%.0f', token)
@@ -98,6 +104,18 @@ redis.call('PUBLISH', ARGV[6], '{"type":"state","sessionId":' .. cjson.encode(AR
 return 1
 "#;
 
+/// `KEYS`: epoch. Sets it to the server time if it is missing; returns `{epoch, now}` in ms.
+pub(crate) const EPOCH: &str = r#"
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], now)
+  epoch = now
+end
+return {epoch, now}
+"#;
+
 /// `KEYS`: lease, state. Returns `{node, token, pttl, takeoverBy, stateJson, updated}` or `{}`.
 pub(crate) const WHERE: &str = r#"
 local l = redis.call('HMGET', KEYS[1], 'node', 'token', 'takeover')
@@ -116,6 +134,7 @@ pub(crate) struct Scripts {
   pub takeover: Script,
   pub mirror: Script,
   pub where_is: Script,
+  pub epoch: Script,
 }
 
 impl Scripts {
@@ -127,6 +146,7 @@ impl Scripts {
       takeover: Script::new(TAKEOVER),
       mirror: Script::new(MIRROR),
       where_is: Script::new(WHERE),
+      epoch: Script::new(EPOCH),
     }
   }
 }

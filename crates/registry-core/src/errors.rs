@@ -105,6 +105,10 @@ pub enum RegistryError {
   /// The cluster connection was closed.
   #[error("the cluster connection is closed")]
   ClusterClosed,
+  /// Redis lost its data (a restart without persistence) less than `leaseMs` ago: a session it
+  /// forgot may still run on its old owner, which has until then to re-assert its lease.
+  #[error("Redis lost its data less than a lease ago; session '{session_id}' can be claimed in {retry_ms} ms unless its owner re-asserts it (pass {{ waitMs }} to wait)")]
+  ClusterRecovering { session_id: String, retry_ms: u64 },
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
   #[error("{0}")]
   Internal(String),
@@ -142,6 +146,7 @@ impl RegistryError {
       Self::ClusterClaimTimeout { .. } => "ERR_CLUSTER_CLAIM_TIMEOUT",
       Self::ClusterNotOwner(_) => "ERR_CLUSTER_NOT_OWNER",
       Self::ClusterClosed => "ERR_CLUSTER_CLOSED",
+      Self::ClusterRecovering { .. } => "ERR_CLUSTER_RECOVERING",
       Self::Internal(_) => "ERR_INTERNAL",
     }
   }

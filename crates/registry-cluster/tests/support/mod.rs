@@ -200,6 +200,8 @@ pub fn opts(url: &str, prefix: &str, node: &str, lease_ms: u64) -> ClusterOption
     lease_ms,
     prefix: prefix.to_owned(),
     op_timeout_ms: 500,
+    // A fresh server looks like one that lost its data: most tests do not want the wait.
+    data_loss_grace_ms: Some(0),
     ..Default::default()
   }
 }
