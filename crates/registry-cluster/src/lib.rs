@@ -10,8 +10,16 @@
 //! - The fleet view: node heartbeats, a batched state mirror, [`Cluster::where_is`],
 //!   [`Cluster::fleet`], and [`ClusterEvent`]s over pub/sub.
 //!
-//! Key layout in [`keys`](crate) (private) and the scripts in `scripts.rs`: every script touches
-//! the keys of one session only, all sharing the `{s:<id>}` hash tag.
+//! The key layout is in `keys.rs` and the Lua scripts in `scripts.rs`: every script touches the
+//! keys of one session only, all sharing the `{s:<id>}` hash tag, so the layout works on Redis
+//! Cluster too (tested on a single server).
+//!
+//! Assumptions: each node's monotonic clock and the Redis server's clock run at nearly the same
+//! rate (the safety margin, `leaseMs / 5` by default, absorbs the difference and scheduling
+//! delays); the Redis server's wall clock does not step back across a restart (tokens after a
+//! restart that lost the data are floored at its time in microseconds).
+
+#![warn(missing_docs)]
 
 mod cluster;
 mod keys;
