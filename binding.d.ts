@@ -10,53 +10,22 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * Unregisters every socket this thread had registered when it was called. They all leave the
- * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
- * reconnects) stays registered, so `clearAll` always ends.
- */
-export declare function clearAll(): void
-
-/**
  * Changes process-wide settings and returns them all. Throws `ERR_INVALID_OPTIONS` for a
  * value that is not a number of milliseconds >= 1.
  */
 export declare function configure(options?: RegistryConfig): Required<RegistryConfig>
 
-/**
- * Wraps Baileys' `makeWASocket`: the returned function takes the usual socket config plus
- * `sessionId` (or `auth.sessionId`), creates the socket, registers it (tracked), sets
- * `socket._sessionId` and returns it. Without a session id it throws
- * `ERR_MISSING_SESSION_ID`; a `makeWASocket` that is not a function throws
- * `ERR_INVALID_FACTORY`.
- */
-export declare function createSocketWrapper<C extends object, S extends object>(makeWASocket: (config: C) => S): (config: C & SocketWrapperConfig) => S
-
 /** Every session of the process as `{ [sessionId]: state }`. */
 export declare function getAllSessions(): Record<string, SessionState>
 
-/**
- * A new `Map` of sessionId → socket for this thread. It is a copy: changing it does not
- * change the registry.
- */
-export declare function getAllSockets<T = any>(): Map<string, T>
-
 /** The session's state as a new plain object, or `null`. Answers for every thread. */
 export declare function getSessionState<T extends object = Record<string, unknown>>(sessionId: string): (SessionState & T) | null
-
-/** The socket registered under `sessionId` in this thread (the very same object), or `null`. */
-export declare function getSocket<T = any>(sessionId: string): T | null
-
-/** How many sockets this thread has registered. */
-export declare function getSocketCount(): number
 
 /**
  * Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
  * `byStatus`, `idleAfterMs` and `socketFaults`.
  */
 export declare function getStats(): RegistryStats
-
-/** Whether `sessionId` has a socket in this thread. */
-export declare function hasSocket(sessionId: string): boolean
 
 /** Why and when a session's socket last closed. Every key is always present. */
 export interface LastDisconnect {
@@ -107,26 +76,6 @@ export interface RegisterOptions {
    */
   takeover?: boolean
 }
-
-/**
- * Stores `socket` under `sessionId` and returns the same socket.
- *
- * If the id already has another socket in this thread, the new socket takes its place and
- * then the old one is let go: the registry's listeners are removed from it (`ev.off`) and it
- * is ended (`end(undefined)`). If that `end()` registers the id again, that registration is
- * the latest and wins. Registering the socket that is already registered under the id
- * changes nothing.
- * The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
- * error: null, status: 'connecting' }` (status `null` when not tracked). Unless
- * `{ track: false }`, the registry follows the socket's `connection.update`,
- * `messages.upsert` and `creds.update` events to keep that state current.
- *
- * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
- * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
- * `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
- * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
- */
-export declare function registerSocket<T extends object>(sessionId: string, socket: T, options?: RegisterOptions): T
 
 /** Settings for `configure`; every field is optional. */
 export interface RegistryConfig {
@@ -447,13 +396,6 @@ export interface StatusCounts {
   /** Sessions the registry does not track. */
   untracked: number
 }
-
-/**
- * Removes the socket and its state: the registry's listeners are removed, the socket is
- * ended, and every reference the registry held to it is released. Returns whether there was
- * one. An unknown id (or one owned by another thread) does nothing.
- */
-export declare function unregisterSocket(sessionId: string): boolean
 
 /**
  * Merges every own key of `updates` into the session's state and sets `lastActivity` to now.

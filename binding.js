@@ -835,23 +835,15 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.clearAll = nativeBinding.clearAll
 module.exports.configure = nativeBinding.configure
-module.exports.createSocketWrapper = nativeBinding.createSocketWrapper
 module.exports.getAllSessions = nativeBinding.getAllSessions
-module.exports.getAllSockets = nativeBinding.getAllSockets
 module.exports.getSessionState = nativeBinding.getSessionState
-module.exports.getSocket = nativeBinding.getSocket
-module.exports.getSocketCount = nativeBinding.getSocketCount
 module.exports.getStats = nativeBinding.getStats
-module.exports.hasSocket = nativeBinding.hasSocket
 module.exports.loadSnapshot = nativeBinding.loadSnapshot
 module.exports.onStateChange = nativeBinding.onStateChange
-module.exports.registerSocket = nativeBinding.registerSocket
 module.exports.RegistryErrorCode = nativeBinding.RegistryErrorCode
 module.exports.saveSnapshot = nativeBinding.saveSnapshot
 module.exports.SessionStatus = nativeBinding.SessionStatus
 module.exports.StateChangeType = nativeBinding.StateChangeType
-module.exports.unregisterSocket = nativeBinding.unregisterSocket
 module.exports.updateSessionState = nativeBinding.updateSessionState
 module.exports.waitForState = nativeBinding.waitForState

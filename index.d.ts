@@ -2,4 +2,67 @@
 // they use, are declared in binding.d.ts, which napi-rs generates from the Rust doc comments;
 // functions implemented in index.js are declared here. __test__/typings.spec.mjs checks that
 // the names declared here and in binding.d.ts are exactly what index.js exports.
+import type { RegisterOptions, SocketWrapperConfig } from './binding'
+
 export * from './binding'
+
+/**
+ * Stores `socket` under `sessionId` and returns the same socket.
+ *
+ * If the id already has another socket in this thread, the new socket takes its place and
+ * then the old one is let go silently: the registry's listeners are removed from it
+ * (`ev.off`), its `connection.update` is silenced, and it is ended (`end(undefined)`). If that
+ * `end()` registers the id again, that registration is the latest and wins. Registering the
+ * socket that is already registered under the id changes nothing.
+ * The new session's state starts as `{ createdAt: now, lastActivity: now, isConnected: false,
+ * error: null, status: 'connecting' }` (status `null` when not tracked). Unless
+ * `{ track: false }`, the registry follows the socket's `connection.update`,
+ * `messages.upsert` and `creds.update` events to keep that state current. `{ takeover: true }`
+ * moves a session owned by another worker thread here (that thread ends its socket).
+ *
+ * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
+ * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
+ * `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
+ * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
+ */
+export declare function registerSocket<T extends object>(sessionId: string, socket: T, options?: RegisterOptions): T
+
+/** The socket registered under `sessionId` in this thread (the very same object), or `null`. */
+export declare function getSocket<T = any>(sessionId: string): T | null
+
+/** Whether `sessionId` has a socket in this thread. */
+export declare function hasSocket(sessionId: string): boolean
+
+/** How many sockets this thread has registered. */
+export declare function getSocketCount(): number
+
+/**
+ * A new `Map` of sessionId → socket for this thread, in registration order. It is a copy:
+ * changing it does not change the registry.
+ */
+export declare function getAllSockets<T = any>(): Map<string, T>
+
+/**
+ * Removes the socket and its state: the socket is let go silently (the registry's listeners
+ * removed, its `connection.update` silenced, ended) and every reference the registry held to
+ * it is released. Returns whether there was one. An unknown id (or one owned by another
+ * thread) does nothing. If the socket's `end()` registers the id again, that registration
+ * stays.
+ */
+export declare function unregisterSocket(sessionId: string): boolean
+
+/**
+ * Unregisters every socket this thread had registered when it was called. They all leave the
+ * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
+ * reconnects) stays registered, so `clearAll` always ends.
+ */
+export declare function clearAll(): void
+
+/**
+ * Wraps Baileys' `makeWASocket`: the returned function takes the usual socket config plus
+ * `sessionId` (or `auth.sessionId`), creates the socket, registers it (tracked), sets
+ * `socket._sessionId` and returns it. Without a session id it throws
+ * `ERR_MISSING_SESSION_ID`; a `makeWASocket` that is not a function throws
+ * `ERR_INVALID_FACTORY`.
+ */
+export declare function createSocketWrapper<C extends object, S extends object>(makeWASocket: (config: C) => S): (config: C & SocketWrapperConfig) => S

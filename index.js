@@ -1,13 +1,13 @@
 // The package's entry point ("main"). It loads binding.js, the binding loader that
-// `napi build --platform` generates (and that must not be edited by hand), and
-// only changes what happens when no native binary can be loaded: instead of the
-// generated loader's bare "Cannot find native binding" and its stack of
-// require() errors, the error says which binary was looked for and what to do.
+// `napi build --platform` generates (and that must not be edited by hand), explains what
+// happens when no native binary can be loaded (instead of the generated loader's bare
+// "Cannot find native binding" and its stack of require() errors, the error says which
+// binary was looked for and what to do), and implements what lives in JavaScript: this
+// thread's sockets (section "sockets" below).
 //
-// The line `module.exports = require('./binding.js')` must stay exactly so:
-// Node finds the named exports of a CommonJS module for
-// `import { registerSocket } from 'baileys-socket-registry'` with
-// cjs-module-lexer, which follows that re-export into binding.js.
+// The exports are one object literal of plain names at the end of this file: Node finds the
+// named exports of a CommonJS module for `import { registerSocket } from
+// 'baileys-socket-registry'` with cjs-module-lexer, which reads exactly that form.
 'use strict'
 
 // The addon asks `process.getBuiltinModule('worker_threads')` for the thread id it records in
@@ -18,13 +18,770 @@ Object.defineProperty(globalThis, THREAD_ID_KEY, {
   value: require('node:worker_threads').threadId,
   configurable: true
 })
+let binding
 try {
-  module.exports = require('./binding.js')
+  binding = require('./binding.js')
 } catch (error) {
   throw explainLoadError(error)
 } finally {
   delete globalThis[THREAD_ID_KEY]
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+//
+// This thread's sockets live here, in a `Map`: a socket object cannot leave its thread anyway,
+// so getSocket, hasSocket, getSocketCount and getAllSockets cost what a `Map` costs. What must
+// be shared stays native: ownership, generations and takeovers (the process-wide table),
+// events, socket faults. Each operation makes one native call that decides (the `__*`
+// functions of src/sockets.rs) and then carries out the JavaScript side here, top to bottom.
+//
+// A caller may patch builtins (Map.prototype.*, Function.prototype.call/apply/bind,
+// Reflect.*, getters on Object.prototype) before or after loading the package: everything
+// used here is captured at load, the registry's maps carry their own `get`/`set`/`has`/
+// `delete`, and no caller code runs between a native change and the matching change of the
+// maps.
+
+const {
+  __attachSockets: nativeAttach,
+  __register: nativeRegister,
+  __unregister: nativeUnregister,
+  __takeRevoked: nativeTakeRevoked,
+  __fault: nativeFault,
+  __connectionUpdate: nativeConnectionUpdate,
+  __messagesUpsert: nativeMessagesUpsert,
+  __credsMe: nativeCredsMe,
+  __untracked: nativeUntracked,
+  __healthWatched: nativeHealthWatched,
+  __healthClose: nativeHealthClose
+} = binding
+
+const apply = Reflect.apply
+const reflectSet = Reflect.set
+const defineProperty = Object.defineProperty
+const isArray = Array.isArray
+const MapConstructor = Map
+const MapPrototype = Map.prototype
+const mapSet = MapPrototype.set
+const StringConstructor = String
+const setIntervalOf = setInterval
+const clearIntervalOf = clearInterval
+const isWellFormed = String.prototype.isWellFormed
+// Lone surrogates: a high one not followed by a low one, or a low one not after a high one.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:[^\uD800-\uDBFF]|^)[\uDC00-\uDFFF]/
+const regexpTest = RegExp.prototype.test
+const hasLoneSurrogate = typeof isWellFormed === 'function'
+  ? (s) => !apply(isWellFormed, s, [])
+  : (s) => apply(regexpTest, LONE_SURROGATE, [s])
+
+/** A `Map` whose methods are its own, taken from `Map.prototype` at load. */
+function ownMap () {
+  const m = new MapConstructor()
+  for (const name of ['get', 'set', 'has', 'delete', 'clear']) {
+    defineProperty(m, name, { __proto__: null, value: MapPrototype[name] })
+  }
+  return m
+}
+
+/** sessionId → socket, in registration order (a replaced id keeps its place, as in the table). */
+const sockets = ownMap()
+/**
+ * sessionId → `Tracker`, for tracked sockets only: an untracked session costs one `Map` entry.
+ * (The table knows which sessions this thread owns: no generation is needed here to remove
+ * one or to tell a revoked socket from a newer one.)
+ */
+const trackers = ownMap()
+
+// Takeovers by other threads: the native side queues them and bumps this counter, which every
+// lookup compares with the last value it saw; the native wake calls `applyRevocations` too,
+// so a taken-over socket is let go even in a thread that never looks anything up.
+const revision = new Int32Array(nativeAttach(applyRevocationsSafely))
+let seenRevision = revision[0]
+
+function applyRevocationsSafely () {
+  try {
+    applyRevocations()
+  } catch {}
+}
+
+function applyRevocations () {
+  // Read before taking: a revocation queued after the take moves the counter again.
+  seenRevision = revision[0]
+  // Only ids this thread no longer owns: the socket registered under each is the revoked one.
+  const taken = nativeTakeRevoked()
+  for (let i = 0; i < taken.length; i++) {
+    const id = taken[i]
+    const socket = sockets.get(id)
+    if (socket === undefined) continue
+    const tracker = trackers.get(id)
+    sockets.delete(id)
+    if (tracker !== undefined) trackers.delete(id)
+    letGo(id, socket, tracker)
+  }
+}
+
+/** An error with its stable `code`: the one place the JavaScript side makes one. */
+function registryError (Kind, code, message) {
+  const error = new Kind(message)
+  // Defined, not assigned: a setter for `code` on Object.prototype must not see it.
+  defineProperty(error, 'code', { __proto__: null, value: code, writable: true, enumerable: true, configurable: true })
+  return error
+}
+
+function typeName (v) {
+  if (v === null) return 'null'
+  switch (typeof v) {
+    case 'undefined': return 'undefined'
+    case 'boolean': return 'a boolean'
+    case 'number': return 'a number'
+    case 'string': return 'a string'
+    case 'symbol': return 'a symbol'
+    case 'function': return 'a function'
+    case 'bigint': return 'a bigint'
+    default: return 'an object'
+  }
+}
+
+function isObject (v) {
+  return typeof v === 'object' && v !== null
+}
+
+function loneSurrogateError (what) {
+  return registryError(TypeError, 'ERR_INVALID_SESSION_ID',
+    `${what}: sessionId contains a lone surrogate (half of a UTF-16 pair), which cannot be kept apart from other such ids`)
+}
+
+function checkSessionId (id, what) {
+  if (typeof id !== 'string' || id === '') {
+    throw registryError(TypeError, 'ERR_INVALID_SESSION_ID', id === ''
+      ? `${what}: sessionId must not be empty`
+      : `${what}: sessionId must be a non-empty string, got ${typeName(id)}`)
+  }
+  if (hasLoneSurrogate(id)) throw loneSurrogateError(what)
+}
+
+/** An optional boolean option's value `v` (read by the caller: a fixed key reads faster). */
+function boolOption (v, key, fallback, what) {
+  if (v === undefined) return fallback
+  if (typeof v !== 'boolean') throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${what}: options.${key} must be a boolean`)
+  return v
+}
+
+const REGISTER = 'registerSocket(sessionId, socket, options)'
+
+function registerSocket (sessionId, socket, options) {
+  checkSessionId(sessionId, REGISTER)
+  if (!isObject(socket) && typeof socket !== 'function') {
+    throw registryError(TypeError, 'ERR_INVALID_SOCKET', `${REGISTER}: socket must be an object, got ${typeName(socket)}`)
+  }
+  if (options !== undefined && options !== null && !isObject(options)) {
+    throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${REGISTER}: options must be an object, got ${typeName(options)}`)
+  }
+  const given = options !== undefined && options !== null
+  const track = boolOption(given ? options.track : undefined, 'track', true, REGISTER)
+  const takeover = boolOption(given ? options.takeover : undefined, 'takeover', false, REGISTER)
+  register(sessionId, socket, track, takeover)
+  return socket
+}
+
+/**
+ * Registers a checked socket (registerSocket and createSocketWrapper). The native call decides
+ * (ownership, generation, who else must let go, the `registered` event); the new socket then
+ * takes the id in the maps at once, and only then is the old one let go: letting go runs the
+ * caller's JavaScript, which may register the id again (a bot that reconnects from inside
+ * `end`), and that latest registration wins.
+ */
+function register (id, socket, track, takeover) {
+  if (revision[0] !== seenRevision) applyRevocations()
+  // The very socket already registered under this id (a bot whose createBaileysSocket and
+  // wrapper both register): ending it as a replaced socket would kill a live session.
+  const current = sockets.get(id)
+  if (current === socket) return
+  const generation = nativeRegister(id, track, takeover)
+  const old = current === undefined || trackers.size === 0 ? undefined : trackers.get(id)
+  sockets.set(id, socket)
+  if (track) {
+    const tracker = new Tracker(id, generation, socket)
+    trackers.set(id, tracker)
+    attach(id, tracker, socket)
+  } else if (old !== undefined) {
+    trackers.delete(id)
+  }
+  if (current !== undefined) letGo(id, current, old)
+}
+
+function getSocket (sessionId) {
+  if (revision[0] !== seenRevision) applyRevocations()
+  const socket = sockets.get(sessionId)
+  return socket === undefined ? null : socket
+}
+
+function hasSocket (sessionId) {
+  if (revision[0] !== seenRevision) applyRevocations()
+  return sockets.has(sessionId)
+}
+
+function getSocketCount () {
+  if (revision[0] !== seenRevision) applyRevocations()
+  return sockets.size
+}
+
+function getAllSockets () {
+  if (revision[0] !== seenRevision) applyRevocations()
+  if (MapPrototype.set === mapSet) return new MapConstructor(sockets)
+  // A patched Map.prototype.set is the caller's code and may unregister sockets: the copy is
+  // taken first, then handed through it.
+  const ids = []
+  const values = []
+  let n = 0
+  for (const [id, socket] of sockets) {
+    ids[n] = id
+    values[n++] = socket
+  }
+  const copy = new MapConstructor()
+  for (let i = 0; i < n; i++) copy.set(ids[i], values[i])
+  return copy
+}
+
+function unregisterSocket (sessionId) {
+  if (revision[0] !== seenRevision) applyRevocations()
+  const socket = sockets.get(sessionId)
+  if (socket === undefined) return false
+  const tracker = trackers.size === 0 ? undefined : trackers.get(sessionId)
+  sockets.delete(sessionId)
+  if (tracker !== undefined) trackers.delete(sessionId)
+  nativeUnregister(sessionId)
+  letGo(sessionId, socket, tracker)
+  return true
+}
+
+function clearAll () {
+  if (revision[0] !== seenRevision) applyRevocations()
+  // Everything leaves the registry first, then each socket is let go: a socket registered
+  // meanwhile (by an end() that reconnects) stays registered, so clearAll always ends.
+  const ids = []
+  const taken = []
+  let n = 0
+  for (const [id, socket] of sockets) {
+    ids[n] = id
+    taken[n] = socket
+    n++
+  }
+  const tracked = []
+  for (let i = 0; i < n; i++) tracked[i] = trackers.get(ids[i])
+  sockets.clear()
+  trackers.clear()
+  for (let i = 0; i < n; i++) nativeUnregister(ids[i])
+  for (let i = 0; i < n; i++) letGo(ids[i], taken[i], tracked[i])
+}
+
+const WRAPPER = 'createSocketWrapper(makeWASocket)'
+
+function createSocketWrapper (makeWASocket) {
+  if (typeof makeWASocket !== 'function') {
+    throw registryError(TypeError, 'ERR_INVALID_FACTORY', `${WRAPPER}: makeWASocket must be a function, got ${typeName(makeWASocket)}`)
+  }
+  return function createBaileysSocket (config) {
+    const id = configSessionId(config)
+    if (id === undefined) {
+      throw registryError(TypeError, 'ERR_MISSING_SESSION_ID',
+        'the socket wrapper needs config.sessionId (or config.auth.sessionId): a non-empty string naming the session')
+    }
+    const socket = apply(makeWASocket, undefined, [config])
+    if (!isObject(socket)) {
+      throw registryError(TypeError, 'ERR_INVALID_SOCKET', `makeWASocket returned ${typeName(socket)}, not a socket object`)
+    }
+    // Before registering: a socket whose `_sessionId` cannot be set (a setter or Proxy that
+    // throws) is then not left registered behind the error.
+    reflectSet(socket, '_sessionId', id)
+    register(id, socket, true, false)
+    return socket
+  }
+}
+
+function configId (v) {
+  if (typeof v !== 'string' || v === '') return undefined
+  if (hasLoneSurrogate(v)) throw loneSurrogateError('createSocketWrapper')
+  return v
+}
+
+function configSessionId (config) {
+  if (!isObject(config)) return undefined
+  const direct = configId(config.sessionId)
+  if (direct !== undefined) return direct
+  const auth = config.auth
+  return isObject(auth) ? configId(auth.sessionId) : undefined
+}
+
+// ---- tracking
+
+/** The text of something thrown: its `message` if it has one, else its string form. */
+function describe (thrown) {
+  try {
+    if (isObject(thrown)) {
+      const m = thrown.message
+      if (typeof m === 'string') return m
+    }
+    return StringConstructor(thrown)
+  } catch {
+    return 'unknown error'
+  }
+}
+
+function fault (id, what, thrown) {
+  nativeFault(id, what, typeof thrown === 'string' ? thrown : describe(thrown))
+}
+
+/** `obj[key]`, or undefined when reading it throws (an event's payload is not ours to fail on). */
+function read (obj, key) {
+  try {
+    return obj[key]
+  } catch {
+    return undefined
+  }
+}
+
+const CONNECTIONS = { __proto__: null, connecting: 1, open: 2, close: 3 }
+
+/**
+ * A tracked socket's listeners: plain closures that read the few primitives of an event and
+ * hand them to the native side in one call, with the generation they were attached for (an
+ * event of a replaced socket changes nothing). They never throw into Baileys.
+ */
+function Tracker (id, generation, socket) {
+  this.generation = generation
+  // Named `registry...`: a bot (or a test) can tell the registry's listeners from its own.
+  const registryConnectionUpdate = (update) => {
+    if (!isObject(update)) return
+    try {
+      const c = read(update, 'connection')
+      const connection = typeof c === 'string' ? (CONNECTIONS[c] ?? 0) : 0
+      const qr = read(update, 'qr')
+      // Only whether a QR code waits: the text is a login secret and is never kept.
+      const hasQr = typeof qr === 'string' && qr !== ''
+      const ld = read(update, 'lastDisconnect')
+      let code = null
+      let message = null
+      if (isObject(ld)) {
+        // A Boom error (output.statusCode), a plain Error, or undefined.
+        const error = read(ld, 'error')
+        if (isObject(error)) {
+          const output = read(error, 'output')
+          const sc = isObject(output) ? read(output, 'statusCode') : undefined
+          if (typeof sc === 'number') code = sc
+          const m = read(error, 'message')
+          if (typeof m === 'string') message = m
+        }
+      }
+      let meId = null
+      let meLid = null
+      if (connection === 2) {
+        // The live identity, socket.authState.creds.me (socket.user is a stale copy).
+        const auth = read(socket, 'authState')
+        const creds = isObject(auth) ? read(auth, 'creds') : undefined
+        const me = isObject(creds) ? read(creds, 'me') : undefined
+        if (isObject(me)) {
+          const i = read(me, 'id')
+          const l = read(me, 'lid')
+          if (typeof i === 'string') meId = i
+          if (typeof l === 'string') meLid = l
+        }
+      }
+      nativeConnectionUpdate(id, generation, connection, hasQr, isObject(ld), code, message, meId, meLid)
+    } catch {}
+  }
+  const registryMessagesUpsert = (upsert) => {
+    if (!isObject(upsert)) return
+    try {
+      const notify = read(upsert, 'type') === 'notify'
+      const messages = read(upsert, 'messages')
+      if (!isArray(messages)) return
+      let inbound = 0
+      let outbound = 0
+      for (let i = 0, n = messages.length; i < n; i++) {
+        const m = read(messages, i)
+        const key = isObject(m) ? read(m, 'key') : undefined
+        if (isObject(key) && read(key, 'fromMe') === true) outbound++
+        else if (notify) inbound++
+      }
+      nativeMessagesUpsert(id, generation, inbound, outbound)
+    } catch {}
+  }
+  const registryCredsUpdate = (update) => {
+    if (!isObject(update)) return
+    try {
+      const me = read(update, 'me')
+      if (!isObject(me)) return
+      const i = read(me, 'id')
+      const l = read(me, 'lid')
+      if (typeof i === 'string' || typeof l === 'string') {
+        nativeCredsMe(id, generation, typeof i === 'string' ? i : null, typeof l === 'string' ? l : null)
+      }
+    } catch {}
+  }
+  this.connection = registryConnectionUpdate
+  this.messages = registryMessagesUpsert
+  this.creds = registryCredsUpdate
+  // What the health pass noted: the ws read closed once; reading it threw (left alone).
+  this.closedOnce = false
+  this.leftAlone = false
+  this.socket = socket
+  this.attached = 0
+}
+
+const EVENTS = ['connection.update', 'messages.upsert', 'creds.update']
+
+function listenerOf (t, i) {
+  return i === 0 ? t.connection : i === 1 ? t.messages : t.creds
+}
+
+/** `socket.ev` and its method `name`, or the reason there are none. */
+function emitterWith (socket, name) {
+  let ev, f
+  try {
+    ev = socket.ev
+    if (!isObject(ev)) return 'the socket has no `ev` event emitter'
+    f = ev[name]
+  } catch (e) {
+    return { thrown: describe(e) }
+  }
+  if (typeof f !== 'function') return `socket.ev.${name} is not a function`
+  return { ev, f }
+}
+
+function attach (id, t, socket) {
+  const found = emitterWith(socket, 'on')
+  let reason
+  if (typeof found === 'string') reason = found
+  else if (found.thrown !== undefined) reason = found.thrown
+  else {
+    for (let i = 0; i < EVENTS.length; i++) {
+      try {
+        apply(found.f, found.ev, [EVENTS[i], listenerOf(t, i)])
+      } catch (e) {
+        reason = `ev.on threw: ${describe(e)}`
+        break
+      }
+      t.attached = i + 1
+    }
+  }
+  if (reason !== undefined) {
+    detach(id, socket, t)
+    nativeUntracked(id, t.generation, reason)
+    return
+  }
+  // Attaching ran the caller's JavaScript: keep the listeners only if this registration is
+  // still the current one.
+  if (trackers.get(id) !== t) {
+    detach(id, socket, t)
+    return
+  }
+  // A tracked socket is what the health pass watches over.
+  startHealthPass()
+}
+
+/** Removes the listeners `t` added to `socket.ev` (with `ev.off`). */
+function detach (id, socket, t) {
+  const n = t.attached
+  t.attached = 0
+  if (n === 0) return
+  const found = emitterWith(socket, 'off')
+  if (typeof found === 'string' || found.thrown !== undefined) {
+    fault(id, 'removing listeners', typeof found === 'string' ? found : found.thrown)
+    return
+  }
+  for (let i = 0; i < n; i++) {
+    try {
+      apply(found.f, found.ev, [EVENTS[i], listenerOf(t, i)])
+    } catch (e) {
+      fault(id, 'ev.off threw', e)
+    }
+  }
+}
+
+// ---- letting go
+
+/**
+ * Lets go of a socket that left the registry: removes the registry's listeners, silences its
+ * `connection.update`, ends it, and guards its ws against the aborted handshake. Runs the
+ * caller's JavaScript, which may re-enter the registry; whatever the socket throws is
+ * recorded as a socket fault, never thrown.
+ */
+function letGo (id, socket, tracker) {
+  if (tracker !== undefined) {
+    detach(id, socket, tracker)
+    tracker.socket = null
+  }
+  silence(id, socket)
+  let ws
+  try {
+    ws = socket.ws
+  } catch (e) {
+    fault(id, 'reading socket.ws', e)
+  }
+  endSocket(id, socket)
+  if (isObject(ws)) guardWsError(id, ws)
+}
+
+/**
+ * Makes a socket that is being let go silent: neither `ev.on('connection.update')` listeners
+ * nor `ev.process` handlers hear another `connection.update` from it.
+ *
+ * Why: Baileys' README teaches a handler that reconnects on every close but a logout, so the
+ * close that `end()` emits would make the bot build a new socket for the session it just
+ * replaced or removed, which the registry then lets go of too: a reconnect storm. `ev.process`
+ * handlers listen on the emitter's internal `'event'` event, where
+ * `ev.removeAllListeners(name)` cannot reach them without also removing Baileys' dispatcher.
+ * So `ev.emit` of this socket is replaced by one that drops `connection.update` and passes
+ * every other event through, and `ev.removeAllListeners('connection.update')` (a named event:
+ * Baileys' `end()` makes the same call after its close) covers forks that emit by another
+ * path. Only `connection.update` is silenced: the bot's `creds.update` and message handlers
+ * keep whatever a closing socket still delivers.
+ */
+function silence (id, socket) {
+  let ev
+  try {
+    ev = socket.ev
+  } catch (e) {
+    fault(id, 'reading socket.ev', e)
+    return
+  }
+  if (!isObject(ev)) return
+  let emit
+  try {
+    emit = ev.emit
+  } catch (e) {
+    fault(id, 'reading ev.emit', e)
+  }
+  if (typeof emit === 'function') {
+    const silenced = silencedEmit(emit)
+    try {
+      ev.emit = silenced
+      // A frozen `ev` ignores the assignment (in sloppy code) or throws (here).
+      if (ev.emit !== silenced) fault(id, 'silencing ev.emit', 'ev.emit cannot be replaced')
+    } catch (e) {
+      fault(id, 'silencing ev.emit', e)
+    }
+  }
+  let removeAll
+  try {
+    removeAll = ev.removeAllListeners
+  } catch (e) {
+    fault(id, 'reading ev.removeAllListeners', e)
+    return
+  }
+  if (typeof removeAll === 'function') {
+    try {
+      apply(removeAll, ev, ['connection.update'])
+    } catch (e) {
+      fault(id, "ev.removeAllListeners('connection.update') threw", e)
+    }
+  }
+}
+
+/** An `emit` that drops `connection.update` and passes every other event to `original`. */
+function silencedEmit (original) {
+  return function registrySilencedEmit (event) {
+    if (event === 'connection.update') return false
+    // A listener that throws throws through emit, as it would without the wrapper.
+    return apply(original, this, arguments)
+  }
+}
+
+function ignoreEndRejection () {}
+
+/**
+ * Calls `socket.end(undefined)`. Baileys 7 returns a promise: its rejection is caught here so
+ * it never surfaces as an unhandled rejection.
+ */
+function endSocket (id, socket) {
+  let end
+  try {
+    end = socket.end
+  } catch (e) {
+    fault(id, 'reading socket.end', e)
+    return
+  }
+  if (typeof end !== 'function') return
+  let result
+  try {
+    result = apply(end, socket, [undefined])
+  } catch (e) {
+    fault(id, 'end() threw', e)
+    return
+  }
+  if (!isObject(result)) return
+  let then
+  try {
+    then = result.then
+  } catch {
+    return
+  }
+  if (typeof then !== 'function') return
+  try {
+    apply(then, result, [undefined, ignoreEndRejection])
+  } catch (e) {
+    fault(id, 'end() promise', e)
+  }
+}
+
+/**
+ * Adds a listener that swallows `error` on `ws`, right after `end()` returned.
+ *
+ * 6.17.16's `end()` (and forks of it) removes the ws `error` listeners before closing; a
+ * socket that is still connecting then reports the aborted handshake ("WebSocket was closed
+ * before the connection was established") as an `error` with no listener, a process-ending
+ * uncaught exception, on a later tick. So the listener goes on after `end()` (one added
+ * before would be removed) and at once, not when 7.x's asynchronous `end()` settles. It is
+ * added whatever `ws.isConnecting` says (forks that connect lazily report it differently).
+ */
+function ignoreAbortedHandshake () {}
+
+function guardWsError (id, ws) {
+  let on
+  try {
+    on = ws.on
+  } catch (e) {
+    fault(id, 'reading ws.on', e)
+    return
+  }
+  if (typeof on !== 'function') return
+  try {
+    apply(on, ws, ['error', ignoreAbortedHandshake])
+  } catch (e) {
+    fault(id, "ws.on('error') threw", e)
+  }
+}
+
+// ---- health pass
+
+// A truthful status for sockets whose close never reached the registry. Bots often clean up
+// with `sock.ev.removeAllListeners(); sock.end()` and no unregisterSocket: that removes the
+// registry's listener before the close is emitted (and end() removes the listeners on
+// sock.ws), so no event tells the registry. Once a second (an unref'd timer, started with the
+// thread's first tracked socket), for every tracked session whose status is `open` or `qr`
+// (asked natively), the pass reads `socket.ws.isOpen`, and when that is not true `isClosed`
+// and `isClosing` (getters of Baileys' websocket client). A ws that reads closed on two
+// passes in a row (so that a close Baileys is still reporting arrives first, with its reason)
+// closes the session. A socket whose ws or getters throw is recorded once and left alone.
+const HEALTH_PASS_MS = 1000
+let healthTimer = null
+
+function startHealthPass () {
+  if (healthTimer !== null) return
+  try {
+    const timer = setIntervalOf(healthPassSafely, HEALTH_PASS_MS)
+    try {
+      // A timer that kept the process alive would be worse than no pass at all.
+      timer.unref()
+      healthTimer = timer
+    } catch {
+      clearIntervalOf(timer)
+    }
+  } catch {}
+}
+
+function healthPassSafely () {
+  try {
+    healthPass()
+  } catch {}
+}
+
+const OPEN = 1
+const CLOSED = 2
+const THREW = 3
+let healthThrown
+
+function look (socket) {
+  try {
+    const ws = socket.ws
+    if (!isObject(ws)) return 0
+    // isOpen first: one getter answers for a live socket, the common case.
+    if (ws.isOpen === true) return OPEN
+    if (ws.isClosed === true || ws.isClosing === true) return CLOSED
+    return OPEN
+  } catch (e) {
+    healthThrown = e
+    return THREW
+  }
+}
+
+function healthPass () {
+  for (const [id, t] of trackers) {
+    if (t.leftAlone || t.socket === null) continue
+    // A getter of one socket may run JavaScript that unregisters another: look again.
+    if (trackers.get(id) !== t) continue
+    if (!nativeHealthWatched(id, t.generation)) {
+      t.closedOnce = false
+      continue
+    }
+    const seen = look(t.socket)
+    if (trackers.get(id) !== t) continue
+    if (seen === OPEN) {
+      t.closedOnce = false
+    } else if (seen === CLOSED) {
+      if (t.closedOnce) {
+        t.closedOnce = false
+        nativeHealthClose(id, t.generation)
+      } else {
+        t.closedOnce = true
+      }
+    } else if (seen === THREW) {
+      fault(id, 'health pass: reading socket.ws', healthThrown)
+      healthThrown = undefined
+      t.leftAlone = true
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports
+
+const {
+  __napiBindingTarget,
+  configure,
+  getAllSessions,
+  getSessionState,
+  getStats,
+  loadSnapshot,
+  onStateChange,
+  RegistryErrorCode,
+  saveSnapshot,
+  SessionStatus,
+  StateChangeType,
+  updateSessionState,
+  waitForState
+} = binding
+
+module.exports = {
+  __napiBindingTarget,
+  registerSocket,
+  getSocket,
+  hasSocket,
+  getSocketCount,
+  getAllSockets,
+  unregisterSocket,
+  clearAll,
+  createSocketWrapper,
+  configure,
+  getAllSessions,
+  getSessionState,
+  getStats,
+  loadSnapshot,
+  onStateChange,
+  RegistryErrorCode,
+  saveSnapshot,
+  SessionStatus,
+  StateChangeType,
+  updateSessionState,
+  waitForState
+}
+// The benchmark's no-op floor hooks (src/fast.rs), not enumerable: not part of the API.
+if (binding.__bench !== undefined) defineProperty(module.exports, '__bench', { __proto__: null, value: binding.__bench })
+
+
+// ---------------------------------------------------------------------------------------------
+// Explaining a missing binary
 
 function explainLoadError (error) {
   const message = error && typeof error.message === 'string' ? error.message : ''

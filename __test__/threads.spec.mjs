@@ -241,6 +241,27 @@ test('takeover by a worker: the main thread ends its socket and forgets it', asy
   assert.equal(view.ids.tk_m.socket, 'own')
 })
 
+test('takeover by a worker is seen by the next lookup, before the event loop turns', async () => {
+  const { sock, flags } = mainSocket('tk_sync')
+  registerSocket('tk_sync', sock)
+  const worker = new TestWorker()
+  await worker.call('threadId')
+  const signal = new SharedArrayBuffer(4)
+  const done = worker.call('connect', { id: 'tk_sync', url: server.url('open', { id: 'tk_sync' }), takeover: true, signal })
+  // The main thread blocks until the worker has registered: no wake-up can be delivered here,
+  // so only the lookup itself can notice the takeover (the counter shared with the worker).
+  assert.equal(Atomics.wait(new Int32Array(signal), 0, 0, 10_000), 'ok')
+  assert.equal(flags.ended, 0, 'nothing ended the socket before the lookup')
+  assert.equal(getSocket('tk_sync'), null)
+  assert.equal(flags.ended, 1, 'the lookup let go of the taken-over socket at once')
+  assert.equal(hasSocket('tk_sync'), false)
+  assert.equal(getAllSockets().has('tk_sync'), false)
+  assert.equal(getSessionState('tk_sync').threadId, worker.threadId)
+  await done
+  await sleep(20)
+  assert.equal(flags.ended, 1, 'let go once')
+})
+
 for (const how of ['process.exit', 'terminate', 'natural']) {
   test(`a worker that leaves (${how}) takes its sessions out of the table; main's listeners hear 'removed'`, async () => {
     const changes = listen()

@@ -1,4 +1,4 @@
-// What one health pass costs (src/health.rs): `node bench/health-pass.mjs [sessions] [open|connecting]`.
+// What one health pass costs (the health pass in index.js): `node bench/health-pass.mjs [sessions] [open|connecting]`.
 //
 // The pass runs from an unref'd setInterval; here its callback is captured from setInterval
 // and called directly, 60 times, on N registered sockets. The sockets are plain objects

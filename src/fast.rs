@@ -1,10 +1,10 @@
 //! Hot paths registered as raw Node-API callbacks, and result objects shaped in one crossing
 //! (see bench/ for the measurements behind both).
 //!
-//! 1. Lookups. A `#[napi]` function pays for napi-rs's generic wrapper on every call, and for
-//!    `getSocket`, `hasSocket` and `getSocketCount` that wrapper was most of the cost. Here each
-//!    is a plain `extern "C"` callback that calls `napi_get_cb_info` itself and reads the session
-//!    id once, into the stack ([`with_id`]).
+//! 1. Reading a session id. A `#[napi]` function pays for napi-rs's generic wrapper on every
+//!    call; the raw callbacks here call `napi_get_cb_info` themselves and read the session id
+//!    once, into the stack ([`with_id`]). (The socket lookups no longer cross at all: they are
+//!    a JavaScript `Map` in index.js.)
 //! 2. Results with many objects (`getStats`, `getAllSessions`, `getSessionState`). Setting a
 //!    property through Node-API takes V8's generic runtime path (a lookup, a map transition, a
 //!    migration) for every property of every object: about 16,000 instructions per session of
@@ -16,8 +16,7 @@
 //! [`install`] puts these functions on the exports object in place of the generated ones, so
 //! the package loader (`index.js`, which copies `nativeBinding.getSocket` and friends after this
 //! ran) hands them out under the usual names. Each must behave exactly as its `#[napi]` twin in
-//! `api.rs`: same result for every argument (non-string ids included), same
-//! `handles::sync_pending` call first where the twin makes it, same errors. The generated
+//! `api.rs`: same result for every argument (non-string ids included), same errors. The generated
 //! functions stay reachable through `__bench.napi`, and `npm run bench -- --quick` (run in CI)
 //! compares each pair on the same registry.
 
@@ -27,20 +26,12 @@ use std::ptr;
 
 use napi::sys;
 
-use crate::handles;
 use crate::js::{self, Callback, Env, Fail, JsResult, Value};
 use crate::tracking;
 use registry_core::config;
 use registry_core::state::{self, SessionState, Status};
 use registry_core::stats;
 use registry_core::table;
-
-/// The lookups, always replaced.
-const LOOKUPS: [(&CStr, Callback); 3] = [
-  (c"getSocket", get_socket),
-  (c"hasSocket", has_socket),
-  (c"getSocketCount", get_socket_count),
-];
 
 /// Replaced when the shapers compiled (they always should; if not, the generated functions
 /// stay, which are correct, only slower).
@@ -70,7 +61,7 @@ pub fn install(env: Env, exports: Value) -> JsResult<()> {
     }
   }
   let shaped: &[(&CStr, Callback)] = if data.is_null() { &[] } else { &SHAPED };
-  for &(name, cb) in LOOKUPS.iter().chain(shaped) {
+  for &(name, cb) in shaped {
     // Keep the generated function for the benchmark's before/after rows and parity checks.
     if let Ok(f) = js::get_named(env, exports, name) {
       if js::is_function(env, f) {
@@ -140,7 +131,7 @@ const STACK_UNITS: usize = 128;
 /// `napi_get_value_string_utf16` answers `napi_string_expected` for a non-string itself, so no
 /// `napi_typeof` comes first.
 #[inline(always)]
-fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
+pub(crate) fn with_id<T>(env: Env, v: Value, f: impl FnOnce(&str) -> T) -> Option<T> {
   // Not zeroed: only what Node-API wrote (`len` units) is read, and zeroing these buffers on
   // every call was a measurable part of a lookup.
   let mut wide = MaybeUninit::<[u16; STACK_UNITS]>::uninit();
@@ -182,41 +173,6 @@ fn with_wide<T>(wide: &[u16], f: impl FnOnce(&str) -> T) -> Option<T> {
     at += c.ok()?.encode_utf8(&mut utf8[at..]).len();
   }
   std::str::from_utf8(&utf8[..at]).ok().map(f)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lookups
-
-/// `getSocket(sessionId)`: as `api::get_socket`.
-unsafe extern "C" fn get_socket(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  handles::sync_pending(env);
-  with_id(env, id, |id| handles::socket_value(env, id, None))
-    .flatten()
-    .unwrap_or_else(|| js::null(env))
-}
-
-/// `hasSocket(sessionId)`: as `api::has_socket`.
-unsafe extern "C" fn has_socket(env: Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  handles::sync_pending(env);
-  let found = with_id(env, id, |id| handles::with(|t| t.sockets.contains_key(id)))
-    .flatten()
-    .unwrap_or(false);
-  js::boolean(env, found).unwrap_or(ptr::null_mut())
-}
-
-/// `getSocketCount()`: as `api::get_socket_count`.
-unsafe extern "C" fn get_socket_count(env: Env, _info: sys::napi_callback_info) -> Value {
-  handles::sync_pending(env);
-  let n = handles::with(|t| t.sockets.len() as u32).unwrap_or(0);
-  let mut v = ptr::null_mut();
-  unsafe { sys::napi_create_uint32(env, n, &mut v) };
-  v
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,112 +1,82 @@
-//! Per-environment handle table: session id → the socket object and the listener functions
-//! the registry attached to it.
+//! What other threads may know of one environment (the main thread or one worker): its key,
+//! its thread id, and how to tell it that one of its sockets was taken over.
 //!
-//! JS handles belong to one environment (the main thread or one worker) and must never be
-//! used from another, so this table is thread-local (Node runs one environment per thread)
-//! and is emptied by the environment's cleanup hook. Other threads reach an environment only
-//! through its [`EnvShared`]: a queue of revoked sessions (a takeover) and a weak channel
-//! that wakes the environment to process it.
+//! The socket objects themselves live in the environment's own JavaScript `Map` (index.js):
+//! they cannot leave their thread anyway. A takeover from another thread queues the revoked
+//! session id here, bumps a counter in a small buffer the environment's
+//! JavaScript reads on every lookup (so a lookup notices a takeover without a native call),
+//! and wakes the environment through a weak channel (so the old socket is let go even when
+//! that thread never looks anything up). The JavaScript side then drains the queue with
+//! [`take_revoked`] and lets go of those sockets.
 
 use std::cell::RefCell;
-use std::ffi::{c_void, CStr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use dashmap::DashMap;
 use napi::sys;
-// Session ids are chosen by the bot, not by an attacker: a fast hash beats SipHash here.
-use rustc_hash::FxHashMap;
 
 use crate::channel::Channel;
-use crate::health;
-use crate::js::{self, Env, JsResult};
+use crate::js::{self, Env, JsResult, Value};
 use registry_core::table::EnvKey;
-
-/// The socket and the registry's listeners for one session in this environment.
-pub struct SocketEntry {
-  pub socket: js::Ref,
-  pub generation: u64,
-  /// `(event name, listener)` pairs added to `socket.ev`, to be removed with `ev.off`.
-  pub listeners: Vec<(&'static CStr, js::Ref)>,
-}
 
 /// The part of an environment that other threads may touch.
 pub struct EnvShared {
   pub key: EnvKey,
   pub thread_id: u32,
-  revoked: Mutex<Vec<(String, u64)>>,
-  pending: AtomicBool,
+  revoked: Mutex<Vec<String>>,
+  /// Bumped after each revocation is queued; read by the environment's lookups through an
+  /// external `ArrayBuffer` (see [`attach_js`]). Boxed: its address must not move.
+  counter: Box<AtomicI32>,
   wake: OnceLock<Arc<Channel<()>>>,
 }
 
-pub struct EnvHandles {
-  pub env: Env,
-  pub shared: Arc<EnvShared>,
-  pub sockets: FxHashMap<Box<str>, SocketEntry>,
-  /// What the health pass noted about sockets of this environment.
-  pub health: health::Notes,
-}
-
 thread_local! {
-  static HANDLES: RefCell<Option<EnvHandles>> = const { RefCell::new(None) };
+  static CURRENT: RefCell<Option<Arc<EnvShared>>> = const { RefCell::new(None) };
 }
 
 static ENVS: LazyLock<DashMap<EnvKey, Arc<EnvShared>>> = LazyLock::new(DashMap::new);
 static NEXT_ENV_KEY: AtomicU64 = AtomicU64::new(1);
 
-/// What to do with revoked entries; set by `tracking` (which knows how to end a socket).
-pub type ReleaseFn = fn(Env, &str, SocketEntry);
-static RELEASE: OnceLock<ReleaseFn> = OnceLock::new();
 /// What to do when an environment goes away; set by the API layer (table + events).
 pub type TeardownFn = fn(EnvKey);
 static TEARDOWN: OnceLock<TeardownFn> = OnceLock::new();
 
-pub fn set_hooks(release: ReleaseFn, teardown: TeardownFn) {
-  let _ = RELEASE.set(release);
+pub fn set_teardown(teardown: TeardownFn) {
   let _ = TEARDOWN.set(teardown);
 }
 
-/// Sets up this environment's table. Runs once per environment, at module load.
+/// Sets up this environment. Runs once per environment, at module load.
 pub fn init_env(env: Env, thread_id: u32) -> JsResult<()> {
-  let already = HANDLES.with(|h| h.borrow().as_ref().is_some_and(|t| t.env == env));
-  if already {
+  if CURRENT.with(|c| c.borrow().is_some()) {
     return Ok(());
   }
   let shared = Arc::new(EnvShared {
     key: NEXT_ENV_KEY.fetch_add(1, Ordering::Relaxed),
     thread_id,
     revoked: Mutex::new(Vec::new()),
-    pending: AtomicBool::new(false),
+    counter: Box::new(AtomicI32::new(0)),
     wake: OnceLock::new(),
   });
-  let wake = Channel::new(env, None, |env, _, ()| drain_revocations(env), true)?;
-  let _ = shared.wake.set(wake);
   ENVS.insert(shared.key, shared.clone());
   let key_box = Box::into_raw(Box::new(shared.key));
-  js::ok(unsafe { sys::napi_add_env_cleanup_hook(env, Some(cleanup_hook), key_box.cast()) })?;
-  HANDLES.with(|h| {
-    *h.borrow_mut() = Some(EnvHandles {
-      env,
-      shared,
-      sockets: FxHashMap::default(),
-      health: health::Notes::default(),
-    })
-  });
+  let hooked =
+    js::ok(unsafe { sys::napi_add_env_cleanup_hook(env, Some(cleanup_hook), key_box.cast()) });
+  if let Err(e) = hooked {
+    drop(unsafe { Box::from_raw(key_box) });
+    ENVS.remove(&shared.key);
+    return Err(e);
+  }
+  CURRENT.with(|c| *c.borrow_mut() = Some(shared));
   Ok(())
 }
 
 unsafe extern "C" fn cleanup_hook(arg: *mut c_void) {
   let key = *unsafe { Box::from_raw(arg.cast::<EnvKey>()) };
-  let table = HANDLES.with(|h| h.borrow_mut().take());
-  if let Some(table) = table {
-    // The environment is going away: no JS may run, so only the references are released.
-    for (_, entry) in table.sockets {
-      for (_, l) in entry.listeners {
-        l.delete(table.env);
-      }
-      entry.socket.delete(table.env);
-    }
-    if let Some(wake) = table.shared.wake.get() {
+  if let Some(shared) = CURRENT.with(|c| c.borrow_mut().take()) {
+    if let Some(wake) = shared.wake.get() {
       wake.close();
     }
   }
@@ -116,72 +86,70 @@ unsafe extern "C" fn cleanup_hook(arg: *mut c_void) {
   }
 }
 
-/// Runs `f` with this environment's table. `None` if the addon was not set up here.
-/// `f` must not call into JS (a JS call could re-enter the registry and the table).
-#[inline]
-pub fn with<R>(f: impl FnOnce(&mut EnvHandles) -> R) -> Option<R> {
-  HANDLES.with(|h| h.borrow_mut().as_mut().map(f))
-}
-
-/// This thread's socket for `id` (only of `generation`, when given), as a handle of the
-/// current scope: the reference itself never leaves the table, so nothing can read it after
-/// JavaScript that runs later unregistered the socket.
-#[inline]
-pub fn socket_value(env: Env, id: &str, generation: Option<u64>) -> Option<sys::napi_value> {
-  with(|t| {
-    t.sockets
-      .get(id)
-      .filter(|e| generation.is_none_or(|g| e.generation == g))
-      .and_then(|e| e.socket.value(env).ok())
-  })
-  .flatten()
-}
-
 /// This environment's key and thread id.
 pub fn current() -> Option<(EnvKey, u32)> {
-  with(|t| (t.shared.key, t.shared.thread_id))
+  CURRENT.with(|c| c.borrow().as_ref().map(|s| (s.key, s.thread_id)))
 }
 
-/// Applies takeovers that other threads asked for, if any are waiting. Cheap when none are.
-#[inline]
-pub fn sync_pending(env: Env) {
-  let pending = with(|t| t.shared.pending.load(Ordering::Acquire)).unwrap_or(false);
-  if pending {
-    drain_revocations(env);
+unsafe extern "C" fn free_counter(_env: Env, _data: *mut c_void, hint: *mut c_void) {
+  if !hint.is_null() {
+    drop(unsafe { Arc::from_raw(hint.cast::<EnvShared>()) });
   }
 }
 
-fn drain_revocations(env: Env) {
-  let Some(shared) = with(|t| t.shared.clone()) else {
-    return;
-  };
-  let revoked = {
-    let mut q = shared.revoked.lock().unwrap_or_else(|p| p.into_inner());
-    shared.pending.store(false, Ordering::Release);
-    std::mem::take(&mut *q)
-  };
-  for (id, generation) in revoked {
-    let entry = with(|t| {
-      if t
-        .sockets
-        .get(id.as_str())
-        .is_some_and(|e| e.generation == generation)
-      {
-        t.sockets.remove(id.as_str())
-      } else {
-        None
-      }
-    })
-    .flatten();
-    if let (Some(entry), Some(release)) = (entry, RELEASE.get()) {
-      release(env, &id, entry);
+/// Connects this environment's JavaScript side: `on_revoked` is called (on this thread) after
+/// another thread took a session over; the returned `ArrayBuffer` (4 bytes, an `Int32Array`
+/// over it reads the counter) changes each time one is queued. The buffer keeps the memory it
+/// shows alive for as long as it lives itself.
+pub fn attach_js(env: Env, on_revoked: Value) -> JsResult<Value> {
+  let shared = CURRENT.with(|c| c.borrow().clone()).ok_or(js::Fail::Js)?;
+  if shared.wake.get().is_none() {
+    let wake = Channel::new(
+      env,
+      Some(on_revoked),
+      |env, callback, ()| {
+        // The callback catches what letting go throws; anything left is taken by the channel.
+        let _ = js::call(env, js::undefined(env), callback, &[]);
+      },
+      true,
+    )?;
+    if shared.wake.set(wake.clone()).is_err() {
+      wake.close();
     }
   }
+  let data: *const AtomicI32 = &*shared.counter;
+  let keep = Arc::into_raw(shared.clone());
+  let mut buffer = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_create_external_arraybuffer(
+      env,
+      data as *mut c_void,
+      std::mem::size_of::<AtomicI32>(),
+      Some(free_counter),
+      keep as *mut c_void,
+      &mut buffer,
+    )
+  };
+  if status != sys::Status::napi_ok {
+    drop(unsafe { Arc::from_raw(keep) });
+    return Err(js::Fail::Js);
+  }
+  Ok(buffer)
 }
 
-/// Tells environment `owner` (any thread) that its socket for `id` at `generation` was taken
-/// over: it must end that socket and forget it. Returns `false` if that environment is gone.
-pub fn revoke(owner: EnvKey, id: &str, generation: u64) -> bool {
+/// Takes the ids other threads took over from this environment.
+pub fn take_revoked() -> Vec<String> {
+  CURRENT
+    .with(|c| c.borrow().clone())
+    .map(|shared| std::mem::take(&mut *shared.revoked.lock().unwrap_or_else(|p| p.into_inner())))
+    .unwrap_or_default()
+}
+
+/// Tells environment `owner` (any thread) that its socket for `id` was taken over: it must end
+/// that socket and forget it (unless it has registered the id again since, which it knows by
+/// owning the record, see `sockets::take_revoked`). Returns `false` if that environment is
+/// gone.
+pub fn revoke(owner: EnvKey, id: &str) -> bool {
   let Some(shared) = ENVS.get(&owner).map(|s| s.clone()) else {
     return false;
   };
@@ -189,7 +157,8 @@ pub fn revoke(owner: EnvKey, id: &str, generation: u64) -> bool {
     .revoked
     .lock()
     .unwrap_or_else(|p| p.into_inner())
-    .push((id.to_owned(), generation));
-  shared.pending.store(true, Ordering::Release);
+    .push(id.to_owned());
+  // After the push: a lookup that sees the new count finds the entry queued.
+  shared.counter.fetch_add(1, Ordering::Release);
   shared.wake.get().is_some_and(|w| w.send(()))
 }

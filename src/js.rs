@@ -390,10 +390,6 @@ pub fn call_method(env: Env, obj: Value, key: &CStr, args: &[Value]) -> JsResult
   call(env, obj, f, args)
 }
 
-pub fn new_instance(env: Env, ctor: Value, args: &[Value]) -> JsResult<Value> {
-  out!(napi_new_instance(env, ctor, args.len(), args.as_ptr()))
-}
-
 fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
   out!(napi_create_reference(env, v, 1))
 }

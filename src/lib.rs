@@ -3,8 +3,9 @@
 //!
 //! The logic lives in the plain-Rust core crate, `registry_core` (crates/registry-core:
 //! states, the process-wide table, statistics, snapshots, configuration, errors), tested by
-//! `cargo test` without Node. The modules here (`api`, `convert`, `tracking`, `health`,
-//! `events`, `handles`, `channel`, `promise`, `js`) only convert and call.
+//! `cargo test` without Node. The modules here (`api`, `sockets`, `convert`, `tracking`,
+//! `events`, `handles`, `channel`, `promise`, `js`) only convert and call; this thread's
+//! sockets live in a JavaScript `Map` in index.js.
 
 mod api;
 mod channel;
@@ -12,8 +13,8 @@ mod convert;
 mod events;
 mod fast;
 mod handles;
-mod health;
 mod js;
 mod promise;
+mod sockets;
 mod tracking;
 mod types;

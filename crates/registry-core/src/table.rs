@@ -105,6 +105,17 @@ pub fn remove(id: &str, generation: Option<u64>) -> Option<SessionRecord> {
     .map(|(_, r)| r)
 }
 
+/// Removes the record of `id` if `owner` owns it: an environment removing its own session
+/// (another thread may have taken the id over meanwhile; that record is not ours to remove).
+pub fn remove_owned(id: &str, owner: EnvKey) -> Option<SessionRecord> {
+  TABLE.remove_if(id, |_, r| r.owner == owner).map(|(_, r)| r)
+}
+
+/// Whether `owner` owns the record of `id`.
+pub fn is_owned_by(id: &str, owner: EnvKey) -> bool {
+  TABLE.get(id).is_some_and(|r| r.owner == owner)
+}
+
 /// Removes every record owned by `owner` (an environment going away).
 pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
   let ids: Vec<String> = TABLE
@@ -240,6 +251,21 @@ pub(crate) mod tests {
     assert_eq!(c.previous, Some((1, b.generation)));
     assert_eq!(get("s1").unwrap().thread_id, 7);
     assert_eq!(len(), 1);
+  }
+
+  #[test]
+  fn only_the_owner_removes_its_record() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    register("own", 1, 0, false, false, 1.0).unwrap();
+    register("own", 2, 5, false, true, 2.0).unwrap();
+    assert!(!is_owned_by("own", 1) && is_owned_by("own", 2));
+    assert!(
+      remove_owned("own", 1).is_none(),
+      "taken over: not the old owner's to remove"
+    );
+    assert_eq!(remove_owned("own", 2).unwrap().state.thread_id, 5);
+    assert!(get("own").is_none() && !is_owned_by("own", 2));
   }
 
   #[test]
