@@ -9,6 +9,7 @@
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use napi::sys;
@@ -26,6 +27,9 @@ unsafe impl Send for RawTsfn {}
 
 pub struct Channel<T: Send + 'static> {
   tsfn: Mutex<Option<RawTsfn>>,
+  /// Set by [`Channel::close`]: a message already queued is then dropped, not delivered (a
+  /// listener that unsubscribes, maybe from inside another listener, hears nothing more).
+  closed: AtomicBool,
   /// The JS thread the channel delivers to, and its environment (only used on that thread).
   thread: std::thread::ThreadId,
   env: RawEnv,
@@ -57,6 +61,14 @@ unsafe extern "C" fn call_js<T: Send + 'static>(
     return;
   }
   let context = unsafe { &*context.cast::<Context<T>>() };
+  // A channel whose last owner let go after `send_last` still delivers what it sent.
+  let closed = context
+    .channel
+    .upgrade()
+    .is_some_and(|c| c.closed.load(Ordering::Acquire));
+  if closed {
+    return;
+  }
   (context.deliver)(env, callback, *message);
   // Never leave an exception pending here: Node would treat it as uncaught.
   js::take_exception(env);
@@ -89,6 +101,7 @@ impl<T: Send + 'static> Channel<T> {
   ) -> JsResult<Arc<Self>> {
     let channel = Arc::new(Channel {
       tsfn: Mutex::new(None),
+      closed: AtomicBool::new(false),
       thread: std::thread::current().id(),
       env: RawEnv(env),
       _message: PhantomData,
@@ -148,6 +161,7 @@ impl<T: Send + 'static> Channel<T> {
 
   /// Closes the channel: messages not yet delivered are dropped.
   pub fn close(&self) {
+    self.closed.store(true, Ordering::Release);
     let taken = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(tsfn) = taken {
       unsafe {
