@@ -31,29 +31,17 @@ export declare function configure(options?: RegistryConfig): Required<RegistryCo
  */
 export declare function createSocketWrapper<C extends object, S extends object>(makeWASocket: (config: C) => S): (config: C & SocketWrapperConfig) => S
 
-/** Every session of the process as `{ [sessionId]: state }`. */
-export declare function getAllSessions(): Record<string, SessionState>
-
 /**
  * A new `Map` of sessionId → socket for this thread. It is a copy: changing it does not
  * change the registry.
  */
 export declare function getAllSockets<T = any>(): Map<string, T>
 
-/** The session's state as a new plain object, or `null`. Answers for every thread. */
-export declare function getSessionState<T extends object = Record<string, unknown>>(sessionId: string): (SessionState & T) | null
-
 /** The socket registered under `sessionId` in this thread (the very same object), or `null`. */
 export declare function getSocket<T = any>(sessionId: string): T | null
 
 /** How many sockets this thread has registered. */
 export declare function getSocketCount(): number
-
-/**
- * Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
- * `byStatus`, `idleAfterMs` and `socketFaults`.
- */
-export declare function getStats(): RegistryStats
 
 /** Whether `sessionId` has a socket in this thread. */
 export declare function hasSocket(sessionId: string): boolean
@@ -454,21 +442,6 @@ export interface StatusCounts {
  * one. An unknown id (or one owned by another thread) does nothing.
  */
 export declare function unregisterSocket(sessionId: string): boolean
-
-/**
- * Merges every own key of `updates` into the session's state and sets `lastActivity` to now.
- * Keys the registry does not know are kept (as JSON data). An unknown id does nothing.
- *
- * Throws `ERR_INVALID_STATE_UPDATE` when `updates` is not an object,
- * `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
- * `error` a string/null/Error, `status` a known status or null; functions, symbols and
- * bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
- * `prototype` (at any depth), `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets, and
- * `ERR_STATE_TOO_LARGE` (RangeError) past a limit: objects nested 64 deep, 100,000 values,
- * a key of 4 KiB, a string of 16 MiB, 32 MiB of keys and strings in all.
- * Nothing is changed when it throws.
- */
-export declare function updateSessionState<T extends object = {}>(sessionId: string, updates: SessionStateUpdate & T): void
 
 /**
  * Resolves with the session's state when it reaches `status` (at once if it already has it).

@@ -330,7 +330,7 @@ function checkRawParity (hooks) {
   for (const until = Date.now() + 3; Date.now() < until;);
   try {
     if (native.getStats().inactiveSessions.length === 0) throw new Error('no idle session to compare')
-    same(native.getStats(), hooks.napi.getStats(), 'getStats() with idle sessions')
+    if (typeof hooks.napi.getStats === 'function') same(native.getStats(), hooks.napi.getStats(), 'getStats() with idle sessions')
   } finally {
     native.configure({ idleAfterMs })
   }
@@ -339,9 +339,13 @@ function checkRawParity (hooks) {
   native.clearAll()
   for (const id of ['café', 'plain', 'naïve']) native.registerSocket(id, makeSocket(), UNTRACKED)
   native.updateSessionState('plain', { error: 'über' })
-  for (const name of ['getAllSessions', 'getStats']) same(native[name](), hooks.napi[name](), `${name}() latin-1`)
+  for (const name of ['getAllSessions', 'getStats']) {
+    if (typeof hooks.napi[name] === 'function') same(native[name](), hooks.napi[name](), `${name}() latin-1`)
+  }
   native.registerSocket('wide ☃', makeSocket(), UNTRACKED)
-  for (const name of ['getAllSessions', 'getStats']) same(native[name](), hooks.napi[name](), `${name}() latin-1 then wide`)
+  for (const name of ['getAllSessions', 'getStats']) {
+    if (typeof hooks.napi[name] === 'function') same(native[name](), hooks.napi[name](), `${name}() latin-1 then wide`)
+  }
   native.clearAll()
   for (const name of ['getAllSessions', 'getStats']) {
     if (typeof hooks.napi[name] === 'function') same(native[name](), hooks.napi[name](), `${name}() when empty`)

@@ -71,14 +71,6 @@ pub fn string(env: Env, s: &str) -> JsResult<Value> {
   ))
 }
 
-pub fn latin1(env: Env, bytes: &[u8]) -> JsResult<Value> {
-  out!(napi_create_string_latin1(
-    env,
-    bytes.as_ptr().cast(),
-    bytes.len() as isize
-  ))
-}
-
 pub fn opt_string(env: Env, s: Option<&str>) -> JsResult<Value> {
   match s {
     Some(s) => string(env, s),
@@ -299,10 +291,6 @@ pub fn get_property(env: Env, obj: Value, key: Value) -> JsResult<Value> {
   out!(napi_get_property(env, obj, key))
 }
 
-pub fn set_property(env: Env, obj: Value, key: Value, v: Value) -> JsResult<()> {
-  ok(unsafe { sys::napi_set_property(env, obj, key, v) })
-}
-
 /// Defines an own enumerable data property: unlike assignment it never runs a setter, so a
 /// key such as `__proto__` cannot reach the prototype.
 pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
@@ -320,27 +308,6 @@ pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
     data: ptr::null_mut(),
   };
   ok(unsafe { sys::napi_define_properties(env, obj, 1, &desc) })
-}
-
-/// Defines own enumerable data properties on `obj` in one call: no setter (an own one, or one
-/// a caller put on `Object.prototype`) runs, so building a result runs no JavaScript.
-pub fn define_named(env: Env, obj: Value, props: &[(&CStr, Value)]) -> JsResult<()> {
-  let descs: Vec<sys::napi_property_descriptor> = props
-    .iter()
-    .map(|(key, v)| sys::napi_property_descriptor {
-      utf8name: key.as_ptr(),
-      name: ptr::null_mut(),
-      method: None,
-      getter: None,
-      setter: None,
-      value: *v,
-      attributes: sys::PropertyAttributes::writable
-        | sys::PropertyAttributes::enumerable
-        | sys::PropertyAttributes::configurable,
-      data: ptr::null_mut(),
-    })
-    .collect();
-  ok(unsafe { sys::napi_define_properties(env, obj, descs.len(), descs.as_ptr()) })
 }
 
 /// Whether `a` and `b` are the same value (`===`).

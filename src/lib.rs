@@ -15,5 +15,6 @@ mod handles;
 mod health;
 mod js;
 mod promise;
+mod session_state;
 mod tracking;
 mod types;
