@@ -54,9 +54,10 @@ function ownMap () {
 //
 // The state lives in the native, process-wide table; every rule is in Rust. Here:
 // - updateSessionState picks the transport of its argument. A flat object of primitives (the
-//   common case) crosses as one JSON string (`[key, value, ...]`, `[]` for undefined), which
-//   the core reads and checks; anything else goes to the native reader of the object itself.
-//   Both apply the same rules (registry_core::update), with the same errors.
+//   common case) crosses as one string built by concatenation (registry_core::update::parse_flat
+//   describes it; JSON.stringify cost more than twice as much), which the core reads and
+//   checks; anything else goes to the native reader of the object itself. Both apply the same
+//   rules (registry_core::update), with the same errors.
 // - Results are shaped here from the state layout the binding declares once
 //   (registry_core::layout::FIELDS): at load, two small functions are generated from it that
 //   build the objects with object literals.
@@ -66,7 +67,7 @@ function ownMap () {
 
 const {
   __updateState: nativeUpdate,
-  __updateStateJson: nativeUpdateJson,
+  __updateFlat: nativeUpdateFlat,
   __state: nativeState,
   __allStates: nativeAllStates,
   __stats: nativeStats,
@@ -87,16 +88,14 @@ for (const key of LAYOUT.reservedKeys) RESERVED[key] = true
 const FAST_KEYS = 64
 const FAST_KEY_UNITS = 1024
 const FAST_STRING_UNITS = 65536
-// In the JSON form, the value that stands for undefined (JSON has none).
-const UNDEFINED = []
 
-const { shape, copy } = compileShapers(LAYOUT.fields)
+const { shape, shapeCustom, copy, copyCustom } = compileShapers(LAYOUT.fields)
 
 /**
- * Generates, from the layout, `shape(m, b, t, at, custom)` (a state from the numbers of
- * `m` from `b` and the strings of `t` from `at`, plus the custom keys) and `copy(o, custom)`
- * (a copy of such a state with fresh nested objects). Object literals define their keys, so
- * no setter on Object.prototype runs.
+ * Generates, from the layout, `shape(m, b, t, at)` (a state from the numbers of `m` from `b`
+ * and the strings of `t` from `at`) and `copy(o)` (a copy of such a state with fresh nested
+ * objects), and variants of both that add the custom keys of `custom`. Object literals define
+ * their keys, so no setter on Object.prototype runs.
  */
 function compileShapers (fields) {
   let slot = 0
@@ -129,13 +128,20 @@ function compileShapers (fields) {
     }
     return parts.join(', ')
   }
-  const shapeBody = `let n, x; return {${shaped(fields)}, ...custom}`
-  const copyBody = `let g1, g2, g3; return {${copied(fields, 'o', 1)}, ...custom}`
+  // Separate variants without the custom keys: a spread, even of undefined, makes V8 build the
+  // literal on a slower path.
+  const shapeBody = `let n, x; return {${shaped(fields)}}`
+  slot = 0
+  const shapeCustomBody = `let n, x; return {${shaped(fields)}, ...custom}`
+  const copyBody = `let g1, g2, g3; return {${copied(fields, 'o', 1)}}`
+  const copyCustomBody = `let g1, g2, g3; return {${copied(fields, 'o', 1)}, ...custom}`
   // eslint-disable-next-line no-new-func
   const make = new NewFunction('S', `'use strict'
     return {
-      shape: function shape (m, b, t, at, custom) { ${shapeBody} },
-      copy: function copy (o, custom) { ${copyBody} }
+      shape: function shape (m, b, t, at) { ${shapeBody} },
+      shapeCustom: function shapeCustom (m, b, t, at, custom) { ${shapeCustomBody} },
+      copy: function copy (o) { ${copyBody} },
+      copyCustom: function copyCustom (o, custom) { ${copyCustomBody} }
     }`)
   return make(STATUS_NAMES)
 }
@@ -176,45 +182,41 @@ function updateSessionState (sessionId, updates) {
   const names = objectKeys(updates)
   const n = names.length
   if (n > FAST_KEYS) return nativeUpdate(sessionId, updates)
-  const pairs = []
+  let flat = ''
+  // What was read, for the object reader if it has to take over.
+  const values = new Array(n)
   for (let i = 0; i < n; i++) {
     const key = names[i]
     if (key.length > FAST_KEY_UNITS || RESERVED[key] === true) {
-      return nativeUpdate(sessionId, rest(updates, names, i, pairs))
+      return nativeUpdate(sessionId, rest(updates, names, i, values))
     }
     const value = updates[key]
+    values[i] = value
     const type = typeof value
-    if (type === 'undefined') {
-      pairs[2 * i + 1] = UNDEFINED
-    } else if (
-      (type === 'string' && value.length <= FAST_STRING_UNITS) ||
-      (type === 'number' && (value !== 0 || 1 / value > 0)) ||
-      type === 'boolean' ||
-      value === null
-    ) {
-      pairs[2 * i + 1] = value
-    } else {
-      pairs[2 * i + 1] = value
-      pairs[2 * i] = key
-      return nativeUpdate(sessionId, rest(updates, names, i + 1, pairs))
-    }
-    pairs[2 * i] = key
+    flat += key.length + ':' + key
+    if (type === 'boolean') flat += value ? 't' : 'f'
+    else if (value === null) flat += 'n'
+    else if (type === 'undefined') flat += 'u'
+    else if (type === 'string' && value.length <= FAST_STRING_UNITS) flat += 's' + value.length + ':' + value
+    // -0 would read back as 0: left to the object reader.
+    else if (type === 'number' && (value !== 0 || 1 / value > 0)) flat += 'd' + value + ';'
+    else return nativeUpdate(sessionId, rest(updates, names, i + 1, values))
   }
-  return nativeUpdateJson(sessionId, stringify(pairs))
+  return nativeUpdateFlat(sessionId, flat)
 }
 
 /**
- * For the native reader, an object with the keys of `updates` in order: the values already
- * read (the first `done` keys) as data, the others as getters that read `updates` only when
- * the reader gets there, so each of the caller's getters or traps runs at most once, in the
- * same order as with `updates` itself.
+ * For the native reader, an object with the keys of `updates` in order: the first `done`
+ * values as read already, the others as getters that read `updates` when the reader gets
+ * there, so each of the caller's getters or traps runs once, in the same order as with
+ * `updates` itself (and not at all after a key the reader refuses).
  */
-function rest (updates, names, done, pairs) {
+function rest (updates, names, done, values) {
   const o = create(null)
   for (let i = 0; i < names.length; i++) {
     const key = names[i]
     if (i < done) {
-      defineProperty(o, key, { value: pairs[2 * i + 1], enumerable: true, configurable: true, writable: true })
+      defineProperty(o, key, { value: values[i], enumerable: true, configurable: true, writable: true })
     } else {
       defineProperty(o, key, { get: () => updates[key], enumerable: true, configurable: true })
     }
@@ -226,7 +228,7 @@ function rest (updates, names, done, pairs) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    return copy(c.state, c.custom === undefined ? undefined : parse(c.custom))
+    return c.custom === undefined ? copy(c.state) : copyCustom(c.state, parse(c.custom))
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -238,11 +240,11 @@ function getSessionState (sessionId) {
   const version = m[1]
   const customLen = m[2]
   const custom = customLen < 0 ? undefined : t.slice(0, customLen)
-  const state = shape(m, 3, t, customLen < 0 ? 0 : customLen, undefined)
+  const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
   if (slot !== NO_SLOT) {
     stateCache.set(sessionId, { page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
-  return copy(state, custom === undefined ? undefined : parse(custom))
+  return custom === undefined ? copy(state) : copyCustom(state, parse(custom))
 }
 
 /** Every session of the process as `{ [sessionId]: state }`, in registration order. */
@@ -258,9 +260,7 @@ function getAllSessions () {
     let at = m[b]
     const id = t.slice(at, at += m[b + 1])
     const customLen = m[b + 2]
-    let custom
-    if (customLen >= 0) custom = parse(t.slice(at, at += customLen))
-    out[id] = shape(m, b + 3, t, at, custom)
+    out[id] = customLen < 0 ? shape(m, b + 3, t, at) : shapeCustom(m, b + 3, t, at + customLen, parse(t.slice(at, at + customLen)))
   }
   return setPrototypeOf(out, ObjectPrototype)
 }

@@ -1,5 +1,5 @@
 // Issue 11, the state path: updateSessionState's two routes (a flat object of primitives
-// crosses as one JSON string, anything else is read out of the object by the binding) give the
+// crosses as one string, anything else is read out of the object by the binding) give the
 // same result or the same error for every input; getSessionState's per-thread cache of shaped
 // states never hands out a stale, shared or foreign state; getAllSessions and getStats are
 // shaped from the same layout. Real Baileys sockets (untracked, never connected: these tests
@@ -16,7 +16,7 @@ import { loadBaileys, makeTestSocket } from './support/baileys.mjs'
 
 const { registerSocket, unregisterSocket, updateSessionState, getSessionState, getAllSessions, getStats, clearAll } = registry
 // The binding itself: `__updateState` always reads the object (the general route),
-// `__updateStateJson` takes the JSON form (the fast route). Internal; not exported by the entry.
+// `__updateFlat` takes the flat form (the fast route). Internal; not exported by the entry.
 const binding = createRequire(import.meta.url)('../binding.js')
 
 // Every createdAt the tests set is before this.
@@ -59,11 +59,16 @@ function outcome (id, call) {
   return s
 }
 
-/** The JSON form the entry sends for a flat update, built independently of index.js. */
-function pairsOf (u) {
-  const out = []
-  for (const k of Object.keys(u)) out.push(k, u[k] === undefined ? [] : u[k])
-  return JSON.stringify(out)
+/** The flat form the entry sends (registry_core::update::parse_flat), written independently of index.js. */
+function flatOf (u) {
+  const part = (v) => {
+    if (v === undefined) return 'u'
+    if (v === null) return 'n'
+    if (typeof v === 'boolean') return v ? 't' : 'f'
+    if (typeof v === 'number') return `d${v};`
+    return `s${v.length}:${v}`
+  }
+  return Object.keys(u).map((k) => `${k.length}:${k}${part(u[k])}`).join('')
 }
 
 const FLAT = [
@@ -81,6 +86,7 @@ const FLAT = [
   { 2: 'two', 1: 'one', b: 'b', a: 'a' },
   { wide: 'é€😀', lone: 'x\ud800y', loneLow: '\udc00', escaped: '\\ud800', quote: '"\n\t' },
   { 'key with spaces': 1, 'ключ': 'значение', '': 'empty key' },
+  { '1:2': 's3:x', d: 'd1;', u: 'u', 'n:': ':' },
   // Refused by the core's rules, from either route.
   { isConnected: 'yes' },
   { isConnected: 1 },
@@ -95,18 +101,18 @@ const FLAT = [
   { a: 1, isConnected: 'no', b: 2 }
 ]
 
-test('a flat update gives the same state or the same error through both routes and the JSON form', () => {
+test('a flat update gives the same state or the same error through both routes and the flat form', () => {
   for (const u of FLAT) {
     const label = JSON.stringify(u, (k, v) => (v === undefined ? '<undefined>' : Number.isNaN(v) ? '<NaN>' : v))
-    for (const id of ['viaEntry', 'viaObject', 'viaJson']) {
+    for (const id of ['viaEntry', 'viaObject', 'viaFlat']) {
       fresh(id)
       registry.updateSessionState(id, { preset: 1, gone: 'was here' })
     }
     const a = outcome('viaEntry', () => updateSessionState('viaEntry', u))
     const b = outcome('viaObject', () => binding.__updateState('viaObject', u))
-    const c = outcome('viaJson', () => binding.__updateStateJson('viaJson', pairsOf(u)))
+    const c = outcome('viaFlat', () => binding.__updateFlat('viaFlat', flatOf(u)))
     assert.deepEqual(a, b, `entry vs object reader: ${label}`)
-    assert.deepEqual(c, b, `JSON form vs object reader: ${label}`)
+    assert.deepEqual(c, b, `flat form vs object reader: ${label}`)
   }
 })
 

@@ -792,7 +792,8 @@ pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()
   finish(
     &env,
     handles::init_env(raw, thread_id)
-      .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports))),
+      .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports)))
+      .and_then(|_| crate::session_state::install(raw, napi::JsValue::raw(&exports))),
   )
 }
 

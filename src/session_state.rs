@@ -60,31 +60,75 @@ pub fn update_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result
   )
 }
 
-/// `updateSessionState(id, updates)` for a flat update of primitives, as
-/// `JSON.stringify([key, value, ...])` (`[]` for `undefined`): the same rules
-/// (`registry_core::update::parse_pairs`).
-#[napi(js_name = "__updateStateJson", skip_typescript)]
-pub fn update_state_json(env: Env, session_id: JsAny, json: JsAny) -> napi::Result<()> {
-  let raw = env.raw();
-  let patch = js::with_str(raw, json.0, update::parse_pairs)
-    .ok_or(Fail::Js)
-    .and_then(|p| p.map_err(Fail::Registry));
-  finish(&env, patch.map(|patch| apply(raw, session_id.0, patch)))
+/// Sets the two per-call functions, `__updateFlat` and `__state`, on the exports as raw
+/// Node-API callbacks: napi-rs's generic wrapper of a `#[napi]` function was a third of their
+/// cost.
+pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
+  let raw: [(&std::ffi::CStr, js::Callback); 2] =
+    [(c"__updateFlat", update_flat), (c"__state", state)];
+  for (name, cb) in raw {
+    js::set_named(
+      env,
+      exports,
+      name,
+      js::function(env, name, cb, ptr::null_mut())?,
+    )?;
+  }
+  Ok(())
 }
 
-/// The state of `id` into this thread's scratch (`[slot, version, ...layout::pack]`) and its
-/// strings as the returned string; `null` for no such session.
-#[napi(js_name = "__state", skip_typescript)]
-pub fn state(env: Env, session_id: JsAny) -> napi::Result<JsAny> {
-  let raw = env.raw();
+/// `__updateFlat(id, flat)`: `updateSessionState(id, updates)` for a flat update of primitives,
+/// in the form index.js writes (`registry_core::update::parse_flat`): the same rules.
+unsafe extern "C" fn update_flat(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let Some(([id, flat], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
+    return ptr::null_mut();
+  };
+  let patch = with_units(env, flat, update::parse_flat).and_then(|p| p.map_err(Fail::Registry));
+  js::callback_result(
+    env,
+    patch.map(|patch| {
+      apply(env, id, patch);
+      js::undefined(env)
+    }),
+  )
+}
+
+/// Units read into the stack; longer strings are read into the heap.
+const STACK_UNITS: usize = 512;
+
+/// Runs `f` on the UTF-16 units of the string `v` (as V8 copies them out, with no encoding).
+fn with_units<T>(env: js::Env, v: Value, f: impl FnOnce(&[u16]) -> T) -> JsResult<T> {
+  let mut stack = [0u16; STACK_UNITS];
+  let mut len = 0usize;
+  js::ok(unsafe {
+    sys::napi_get_value_string_utf16(env, v, stack.as_mut_ptr(), STACK_UNITS, &mut len)
+  })?;
+  if len + 1 < STACK_UNITS {
+    return Ok(f(&stack[..len]));
+  }
+  // Possibly cut short: ask for the length, then read it whole.
+  js::ok(unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) })?;
+  let mut heap = vec![0u16; len + 1];
+  js::ok(unsafe {
+    sys::napi_get_value_string_utf16(env, v, heap.as_mut_ptr(), len + 1, &mut len)
+  })?;
+  Ok(f(&heap[..len]))
+}
+
+/// `__state(id)`: the state of `id` into this thread's scratch (`[slot, version,
+/// ...layout::pack]`) and its strings as the returned string; `null` for no such session.
+unsafe extern "C" fn state(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
+    return ptr::null_mut();
+  };
   let mut text = Text::default();
-  let found = js::with_id(raw, session_id.0, |id| {
+  let found = js::with_id(env, id, |id| {
     table::with_state(id, |s, slot, version| {
+      let mut nums = [0.0; HEADER + layout::SLOTS];
+      nums[0] = f64::from(slot);
+      nums[1] = f64::from(version);
+      layout::pack(s, &mut text, &mut nums[HEADER..]);
       SCRATCH.with(|scratch| {
-        let mut nums = [0.0; HEADER + layout::SLOTS];
-        nums[0] = f64::from(slot);
-        nums[1] = f64::from(version);
-        layout::pack(s, &mut text, &mut nums[HEADER..]);
         for (cell, v) in scratch.iter().zip(&nums) {
           cell.set(*v);
         }
@@ -93,11 +137,11 @@ pub fn state(env: Env, session_id: JsAny) -> napi::Result<JsAny> {
   })
   .ok()
   .flatten();
-  finish(
-    &env,
+  js::callback_result(
+    env,
     match found {
-      Some(()) => text_value(raw, &text).map(JsAny),
-      None => Ok(JsAny(js::null(raw))),
+      Some(()) => text_value(env, &text),
+      None => Ok(js::null(env)),
     },
   )
 }

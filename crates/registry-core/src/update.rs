@@ -187,70 +187,68 @@ impl Budget {
   }
 }
 
-/// In [`parse_pairs`]' input, the value that stands for `undefined` (which JSON lacks).
-fn is_undefined(v: &Value) -> bool {
-  matches!(v, Value::Array(a) if a.is_empty())
-}
-
 fn not_flat() -> RegistryError {
   RegistryError::InvalidStateUpdate(
-    "updateSessionState: the JSON form of an update holds [key, primitive, ...] only".into(),
+    "updateSessionState: malformed flat form of an update (index.js writes it)".into(),
   )
 }
 
-/// Reads the JSON form of a flat update: `[key, value, key, value, ...]` as `JSON.stringify`
-/// writes it, each value a primitive or `[]` for `undefined`. The same rules, limits and error
-/// messages as the binding's reading of the object itself; nothing is applied on an error.
-pub fn parse_pairs(json: &str) -> Result<StatePatch, RegistryError> {
-  let items: Vec<Value> = match serde_json::from_str(json) {
-    Ok(v) => v,
-    // JSON.stringify writes a lone surrogate as an escape that is no Unicode; read it as U+FFFD,
-    // as Node-API reads such a string.
-    Err(_) => serde_json::from_str(&well_formed(json)).map_err(|_| not_flat())?,
-  };
-  if !items.len().is_multiple_of(2) {
-    return Err(not_flat());
-  }
-  let n = items.len() / 2;
-  if n > limits::MAX_VALUES {
-    return Err(too_many_keys(n));
-  }
+/// One value of the flat form.
+enum Flat {
+  Undefined,
+  Null,
+  Bool(bool),
+  Num(f64),
+  Str(String),
+}
+
+/// Reads the flat form of an update, which index.js builds by string concatenation (cheaper
+/// than `JSON.stringify`) for an object whose values are all primitives. In UTF-16 units, as
+/// JavaScript holds it, pair after pair: the key as `<length>:<units>`, then the value: `u`
+/// (undefined), `n` (null), `t` / `f`, `d<number as String(n)>;`, or `s<length>:<units>`.
+/// Strings are read as Node-API reads them (a lone surrogate becomes U+FFFD). The same rules,
+/// limits and error messages as the binding's reading of the object itself; nothing is applied
+/// on an error.
+pub fn parse_flat(units: &[u16]) -> Result<StatePatch, RegistryError> {
+  let mut r = Reader { units, at: 0 };
   let mut patch = StatePatch::default();
   let mut budget = Budget::default();
-  let mut items = items.into_iter();
-  while let (Some(k), Some(v)) = (items.next(), items.next()) {
-    let Value::String(key) = k else {
-      return Err(not_flat());
-    };
+  while r.at < units.len() {
+    let key = r.string()?;
     budget
       .string(&key, limits::MAX_KEY_BYTES, "a key")
       .map_err(|w| too_large("", &w))?;
-    let undefined = is_undefined(&v);
-    if !undefined && (v.is_array() || v.is_object()) {
-      return Err(not_flat());
-    }
+    let v = r.value()?;
     match top_key(&key)? {
       TopKey::LastActivity => {}
-      TopKey::CreatedAt => patch.created_at = Some(created_at(v.as_f64())?),
-      TopKey::IsConnected => patch.is_connected = Some(is_connected(v.as_bool())?),
+      TopKey::CreatedAt => {
+        patch.created_at = Some(created_at(match v {
+          Flat::Num(n) => Some(n),
+          _ => None,
+        })?)
+      }
+      TopKey::IsConnected => {
+        patch.is_connected = Some(is_connected(match v {
+          Flat::Bool(b) => Some(b),
+          _ => None,
+        })?)
+      }
       TopKey::Error => {
         patch.error = Some(match v {
-          Value::String(s) => {
+          Flat::Str(s) => {
             budget
               .string(&s, limits::MAX_STRING_BYTES, "a string")
               .map_err(|w| too_large("error", &w))?;
             Some(s)
           }
-          Value::Null => None,
-          _ if undefined => None,
+          Flat::Null | Flat::Undefined => None,
           _ => return Err(wrong_error()),
         })
       }
       TopKey::Status => {
         patch.status = Some(match v {
-          Value::Null => None,
-          _ if undefined => None,
-          Value::String(s) => {
+          Flat::Null | Flat::Undefined => None,
+          Flat::Str(s) => {
             budget
               .string(&s, limits::MAX_STRING_BYTES, "a string")
               .map_err(|w| too_large("status", &w))?;
@@ -265,103 +263,137 @@ pub fn parse_pairs(json: &str) -> Result<StatePatch, RegistryError> {
           .count_values(1, "has too many values")
           .map_err(|w| too_large(&path, &w))?;
         let value = match v {
-          _ if undefined => None,
-          // As a number read from JavaScript: an f64.
-          Value::Number(n) => Some(
-            n.as_f64()
-              .and_then(Number::from_f64)
-              .map_or(Value::Null, Value::Number),
-          ),
-          Value::String(s) => {
+          Flat::Undefined => None,
+          Flat::Null => Some(Value::Null),
+          Flat::Bool(b) => Some(Value::Bool(b)),
+          // Non-finite numbers become null, as JSON has them.
+          Flat::Num(n) => Some(Number::from_f64(n).map_or(Value::Null, Value::Number)),
+          Flat::Str(s) => {
             budget
               .string(&s, limits::MAX_STRING_BYTES, "a string")
               .map_err(|w| too_large(&path, &w))?;
             Some(Value::String(s))
           }
-          other => Some(other),
         };
         patch.custom.push((key, value));
       }
+    }
+    if patch.custom.len() > limits::MAX_VALUES {
+      return Err(too_many_keys(patch.custom.len()));
     }
   }
   Ok(patch)
 }
 
-/// `json` with every `\uXXXX` escape of a lone surrogate replaced by `\ufffd`.
-fn well_formed(json: &str) -> String {
-  let b = json.as_bytes();
-  let hex = |at: usize| -> Option<u16> {
-    let s = json.get(at..at + 4)?;
-    u16::from_str_radix(s, 16).ok()
-  };
-  let escape = |at: usize| -> Option<u16> {
-    (b.get(at) == Some(&b'\\') && b.get(at + 1) == Some(&b'u'))
-      .then(|| hex(at + 2))
-      .flatten()
-  };
-  let mut out = String::with_capacity(json.len());
-  let mut i = 0;
-  let mut copied = 0;
-  while i < b.len() {
-    if b[i] != b'\\' {
-      i += 1;
-      continue;
-    }
-    match escape(i) {
-      // A pair: kept.
-      Some(0xD800..=0xDBFF) if escape(i + 6).is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo)) => {
-        i += 12;
-      }
-      Some(0xD800..=0xDFFF) => {
-        out.push_str(&json[copied..i]);
-        out.push_str("\\ufffd");
-        i += 6;
-        copied = i;
-      }
-      Some(_) => i += 6,
-      // Any other escape is two characters (`\\`, `\"`, `\n`, ...).
-      None => i += 2,
-    }
+struct Reader<'a> {
+  units: &'a [u16],
+  at: usize,
+}
+
+impl Reader<'_> {
+  fn next(&mut self) -> Result<u16, RegistryError> {
+    let u = *self.units.get(self.at).ok_or_else(not_flat)?;
+    self.at += 1;
+    Ok(u)
   }
-  out.push_str(&json[copied.min(json.len())..]);
-  out
+
+  /// ASCII up to (not including) `end`.
+  fn until(&mut self, end: u8) -> Result<&[u16], RegistryError> {
+    let start = self.at;
+    let len = self.units[start..]
+      .iter()
+      .position(|&u| u == u16::from(end))
+      .ok_or_else(not_flat)?;
+    self.at = start + len + 1;
+    Ok(&self.units[start..start + len])
+  }
+
+  /// `<length>:<units>`.
+  fn string(&mut self) -> Result<String, RegistryError> {
+    let digits = self.until(b':')?;
+    let len = ascii(digits)?.parse::<usize>().map_err(|_| not_flat())?;
+    let end = self.at.checked_add(len).filter(|&e| e <= self.units.len());
+    let end = end.ok_or_else(not_flat)?;
+    let s = String::from_utf16_lossy(&self.units[self.at..end]);
+    self.at = end;
+    Ok(s)
+  }
+
+  fn value(&mut self) -> Result<Flat, RegistryError> {
+    Ok(match self.next()? {
+      u if u == u16::from(b'u') => Flat::Undefined,
+      u if u == u16::from(b'n') => Flat::Null,
+      u if u == u16::from(b't') => Flat::Bool(true),
+      u if u == u16::from(b'f') => Flat::Bool(false),
+      u if u == u16::from(b'd') => {
+        let text = ascii(self.until(b';')?)?;
+        // String(n) is the shortest text that reads back as n; Rust reads it exactly, and
+        // reads "Infinity" and "NaN" too.
+        Flat::Num(text.parse::<f64>().map_err(|_| not_flat())?)
+      }
+      u if u == u16::from(b's') => Flat::Str(self.string()?),
+      _ => return Err(not_flat()),
+    })
+  }
+}
+
+fn ascii(units: &[u16]) -> Result<String, RegistryError> {
+  if units.iter().all(|&u| u < 0x80) {
+    Ok(units.iter().map(|&u| char::from(u as u8)).collect())
+  } else {
+    Err(not_flat())
+  }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
 
-  fn code(json: &str) -> &'static str {
-    parse_pairs(json).unwrap_err().code()
+  fn flat(s: &str) -> Result<StatePatch, RegistryError> {
+    parse_flat(&s.encode_utf16().collect::<Vec<_>>())
+  }
+
+  fn code(s: &str) -> &'static str {
+    flat(s).unwrap_err().code()
   }
 
   #[test]
-  fn pairs_follow_the_rules() {
-    let p = parse_pairs(
-      r#"["isConnected",true,"error",null,"status","open","n",2,"gone",[],"lastActivity",5]"#,
-    )
-    .unwrap();
+  fn the_flat_form_follows_the_rules() {
+    let p = flat("11:isConnectedt5:errorn6:statuss4:open1:nd2;4:goneu12:lastActivityd5;1:sd1e+21;")
+      .unwrap();
     assert_eq!(p.is_connected, Some(true));
     assert_eq!(p.error, Some(None));
     assert_eq!(p.status, Some(Some(Status::Open)));
     assert_eq!(p.custom[0], ("n".into(), Some(Value::from(2.0))));
     assert_eq!(p.custom[1], ("gone".into(), None));
-    assert_eq!(code(r#"["__proto__",1]"#), "ERR_FORBIDDEN_STATE_KEY");
-    assert_eq!(code(r#"["connects",1]"#), "ERR_READ_ONLY_STATE_KEY");
-    assert_eq!(code(r#"["isConnected","yes"]"#), "ERR_INVALID_STATE_VALUE");
-    assert_eq!(code(r#"["status","nope"]"#), "ERR_INVALID_STATE_VALUE");
-    assert_eq!(code(r#"["createdAt",null]"#), "ERR_INVALID_STATE_VALUE");
-    assert_eq!(code(r#"["error",1]"#), "ERR_INVALID_STATE_VALUE");
-    assert_eq!(code(r#"["a",{"b":1}]"#), "ERR_INVALID_STATE_UPDATE");
-    let long = format!(r#"["{}",1]"#, "k".repeat(limits::MAX_KEY_BYTES + 1));
+    assert_eq!(p.custom[2], ("s".into(), Some(Value::from(1e21))));
+    let p = flat("1:adNaN;1:bdInfinity;1:cd5e-324;").unwrap();
+    assert_eq!(p.custom[0].1, Some(Value::Null));
+    assert_eq!(p.custom[1].1, Some(Value::Null));
+    assert_eq!(p.custom[2].1, Some(Value::from(5e-324)));
+    assert_eq!(code("9:__proto__d1;"), "ERR_FORBIDDEN_STATE_KEY");
+    assert_eq!(code("8:connectsd1;"), "ERR_READ_ONLY_STATE_KEY");
+    assert_eq!(code("11:isConnecteds3:yes"), "ERR_INVALID_STATE_VALUE");
+    assert_eq!(code("6:statuss4:nope"), "ERR_INVALID_STATE_VALUE");
+    assert_eq!(code("9:createdAtn"), "ERR_INVALID_STATE_VALUE");
+    assert_eq!(code("9:createdAtdNaN;"), "ERR_INVALID_STATE_VALUE");
+    assert_eq!(code("5:errord1;"), "ERR_INVALID_STATE_VALUE");
+    assert_eq!(code("1:ax"), "ERR_INVALID_STATE_UPDATE");
+    assert_eq!(code("5:a"), "ERR_INVALID_STATE_UPDATE");
+    let long = format!(
+      "{}:{}d1;",
+      limits::MAX_KEY_BYTES + 1,
+      "k".repeat(limits::MAX_KEY_BYTES + 1)
+    );
     assert_eq!(code(&long), "ERR_STATE_TOO_LARGE");
   }
 
   #[test]
   fn lone_surrogates_read_as_replacement_characters() {
-    let p = parse_pairs(r#"["a","x\ud800y","b","\ud83d\ude00","c","\\ud800"]"#).unwrap();
+    let mut units: Vec<u16> = "1:as3:x".encode_utf16().collect();
+    units.push(0xD800);
+    units.push(u16::from(b'y'));
+    let p = parse_flat(&units).unwrap();
     assert_eq!(p.custom[0].1, Some(Value::from("x\u{FFFD}y")));
-    assert_eq!(p.custom[1].1, Some(Value::from("😀")));
-    assert_eq!(p.custom[2].1, Some(Value::from("\\ud800")));
   }
 }
