@@ -79,6 +79,36 @@ pub enum RegistryError {
   /// A snapshot is larger than [`crate::snapshot::MAX_SNAPSHOT_BYTES`].
   #[error("{0}")]
   SnapshotTooLarge(String),
+  /// The cluster options are malformed (URL, node id, lease length).
+  #[error("{0}")]
+  ClusterOptions(String),
+  /// The first connection to Redis failed: unreachable, refused, wrong password, or the server
+  /// does not speak the Redis protocol.
+  #[error("{0}")]
+  ClusterConnect(String),
+  /// Redis did not answer in time or the connection is down; the call was not waited out.
+  #[error("{0}")]
+  ClusterUnavailable(String),
+  /// Another live node holds the session's lease.
+  #[error("session '{session_id}' is owned by node '{node_id}'; pass {{ waitMs }} to wait for it or {{ takeover: true }} to ask for it")]
+  ClusterSessionOwned { session_id: String, node_id: String },
+  /// `claim` with `waitMs` or `takeover` ran out of time before the owner let go.
+  #[error("session '{session_id}' was still owned by node '{node_id}' after {wait_ms} ms")]
+  ClusterClaimTimeout {
+    session_id: String,
+    node_id: String,
+    wait_ms: u64,
+  },
+  /// This node does not hold the session's lease (never claimed, released, or lost).
+  #[error("this node does not hold the lease of session '{0}'")]
+  ClusterNotOwner(String),
+  /// The cluster connection was closed.
+  #[error("the cluster connection is closed")]
+  ClusterClosed,
+  /// Redis lost its data (a restart without persistence) less than `leaseMs` ago: a session it
+  /// forgot may still run on its old owner, which has until then to re-assert its lease.
+  #[error("Redis lost its data less than a lease ago; session '{session_id}' can be claimed in {retry_ms} ms unless its owner re-asserts it (pass {{ waitMs }} to wait)")]
+  ClusterRecovering { session_id: String, retry_ms: u64 },
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
   #[error("{0}")]
   Internal(String),
@@ -109,6 +139,14 @@ impl RegistryError {
       Self::SnapshotCorrupt(_) => "ERR_SNAPSHOT_CORRUPT",
       Self::SnapshotVersion(_) => "ERR_SNAPSHOT_VERSION",
       Self::SnapshotTooLarge(_) => "ERR_SNAPSHOT_TOO_LARGE",
+      Self::ClusterOptions(_) => "ERR_CLUSTER_OPTIONS",
+      Self::ClusterConnect(_) => "ERR_CLUSTER_CONNECT",
+      Self::ClusterUnavailable(_) => "ERR_CLUSTER_UNAVAILABLE",
+      Self::ClusterSessionOwned { .. } => "ERR_CLUSTER_SESSION_OWNED",
+      Self::ClusterClaimTimeout { .. } => "ERR_CLUSTER_CLAIM_TIMEOUT",
+      Self::ClusterNotOwner(_) => "ERR_CLUSTER_NOT_OWNER",
+      Self::ClusterClosed => "ERR_CLUSTER_CLOSED",
+      Self::ClusterRecovering { .. } => "ERR_CLUSTER_RECOVERING",
       Self::Internal(_) => "ERR_INTERNAL",
     }
   }
@@ -127,6 +165,7 @@ impl RegistryError {
         | Self::MissingSessionId(_)
         | Self::InvalidFactory(_)
         | Self::InvalidListener(_)
+        | Self::ClusterOptions(_)
     )
   }
 
