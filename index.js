@@ -241,7 +241,16 @@ function getSessionState (sessionId) {
   const customLen = m[2]
   const custom = customLen < 0 ? undefined : t.slice(0, customLen)
   const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
-  if (slot !== NO_SLOT) {
+  if (slot === NO_SLOT) {
+    if (c !== undefined) stateCache.delete(sessionId)
+  } else if (c !== undefined) {
+    // The entry is this thread's own object: updated in place, one allocation less per change.
+    c.page = versionPage(slot)
+    c.index = slot & PAGE_MASK
+    c.version = version
+    c.state = state
+    c.custom = custom
+  } else {
     stateCache.set(sessionId, { page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
   return custom === undefined ? copy(state) : copyCustom(state, parse(custom))

@@ -214,12 +214,22 @@ pub fn parse_flat(units: &[u16]) -> Result<StatePatch, RegistryError> {
   let mut patch = StatePatch::default();
   let mut budget = Budget::default();
   while r.at < units.len() {
-    let key = r.string()?;
+    // Known keys are matched without a heap copy; only kept keys are copied.
+    let key_units = r.counted()?;
+    let mut buf = [0u8; 64];
+    let owned;
+    let key: &str = match ascii_in(key_units, &mut buf) {
+      Some(k) => k,
+      None => {
+        owned = String::from_utf16_lossy(key_units);
+        &owned
+      }
+    };
     budget
-      .string(&key, limits::MAX_KEY_BYTES, "a key")
+      .string(key, limits::MAX_KEY_BYTES, "a key")
       .map_err(|w| too_large("", &w))?;
     let v = r.value()?;
-    match top_key(&key)? {
+    match top_key(key)? {
       TopKey::LastActivity => {}
       TopKey::CreatedAt => {
         patch.created_at = Some(created_at(match v {
@@ -258,7 +268,7 @@ pub fn parse_flat(units: &[u16]) -> Result<StatePatch, RegistryError> {
         })
       }
       TopKey::Custom => {
-        let path = short(&key);
+        let path = short(key);
         budget
           .count_values(1, "has too many values")
           .map_err(|w| too_large(&path, &w))?;
@@ -275,7 +285,7 @@ pub fn parse_flat(units: &[u16]) -> Result<StatePatch, RegistryError> {
             Some(Value::String(s))
           }
         };
-        patch.custom.push((key, value));
+        patch.custom.push((key.to_owned(), value));
       }
     }
     if patch.custom.len() > limits::MAX_VALUES {
@@ -290,15 +300,15 @@ struct Reader<'a> {
   at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
   fn next(&mut self) -> Result<u16, RegistryError> {
     let u = *self.units.get(self.at).ok_or_else(not_flat)?;
     self.at += 1;
     Ok(u)
   }
 
-  /// ASCII up to (not including) `end`.
-  fn until(&mut self, end: u8) -> Result<&[u16], RegistryError> {
+  /// The units up to (not including) `end`.
+  fn until(&mut self, end: u8) -> Result<&'a [u16], RegistryError> {
     let start = self.at;
     let len = self.units[start..]
       .iter()
@@ -308,13 +318,21 @@ impl Reader<'_> {
     Ok(&self.units[start..start + len])
   }
 
-  /// `<length>:<units>`.
-  fn string(&mut self) -> Result<String, RegistryError> {
-    let digits = self.until(b':')?;
-    let len = ascii(digits)?.parse::<usize>().map_err(|_| not_flat())?;
+  /// `<length>:<units>`: the units.
+  fn counted(&mut self) -> Result<&'a [u16], RegistryError> {
+    let mut len = 0usize;
+    for &d in self.until(b':')? {
+      if !(u16::from(b'0')..=u16::from(b'9')).contains(&d) {
+        return Err(not_flat());
+      }
+      len = len
+        .checked_mul(10)
+        .and_then(|l| l.checked_add(usize::from(d - u16::from(b'0'))))
+        .ok_or_else(not_flat)?;
+    }
     let end = self.at.checked_add(len).filter(|&e| e <= self.units.len());
     let end = end.ok_or_else(not_flat)?;
-    let s = String::from_utf16_lossy(&self.units[self.at..end]);
+    let s = &self.units[self.at..end];
     self.at = end;
     Ok(s)
   }
@@ -326,23 +344,27 @@ impl Reader<'_> {
       u if u == u16::from(b't') => Flat::Bool(true),
       u if u == u16::from(b'f') => Flat::Bool(false),
       u if u == u16::from(b'd') => {
-        let text = ascii(self.until(b';')?)?;
+        let mut buf = [0u8; 64];
+        let text = ascii_in(self.until(b';')?, &mut buf).ok_or_else(not_flat)?;
         // String(n) is the shortest text that reads back as n; Rust reads it exactly, and
         // reads "Infinity" and "NaN" too.
         Flat::Num(text.parse::<f64>().map_err(|_| not_flat())?)
       }
-      u if u == u16::from(b's') => Flat::Str(self.string()?),
+      u if u == u16::from(b's') => Flat::Str(String::from_utf16_lossy(self.counted()?)),
       _ => return Err(not_flat()),
     })
   }
 }
 
-fn ascii(units: &[u16]) -> Result<String, RegistryError> {
-  if units.iter().all(|&u| u < 0x80) {
-    Ok(units.iter().map(|&u| char::from(u as u8)).collect())
-  } else {
-    Err(not_flat())
+/// `units` as text in `buf`, if they are all ASCII and fit.
+fn ascii_in<'b>(units: &[u16], buf: &'b mut [u8; 64]) -> Option<&'b str> {
+  if units.len() > buf.len() || units.iter().any(|&u| u >= 0x80) {
+    return None;
   }
+  for (b, &u) in buf.iter_mut().zip(units) {
+    *b = u as u8;
+  }
+  std::str::from_utf8(&buf[..units.len()]).ok()
 }
 
 #[cfg(test)]
