@@ -32,6 +32,8 @@ try {
 // __test__/fuzz.spec.mjs).
 const { create, getPrototypeOf, setPrototypeOf, defineProperty, keys: objectKeys } = Object
 const { isArray } = Array
+const ReflectApply = Reflect.apply
+const ArraySlice = Array.prototype.slice
 const { stringify, parse } = JSON
 const ObjectPrototype = Object.prototype
 const NewFunction = Function
@@ -158,8 +160,9 @@ function versionPage (slot) {
   return page
 }
 
-// Per thread: id -> { page, index, version, state, custom } of the last state shaped for it.
-// An entry goes when its session is found gone; `state` is never handed out, only copies.
+// Per thread: id -> { page, index, version, state, custom } of the last state shaped for it
+// (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
+// and `custom` are never handed out, only copies.
 const stateCache = ownMap()
 
 /**
@@ -228,7 +231,7 @@ function rest (updates, names, done, values) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    return c.custom === undefined ? copy(c.state) : copyCustom(c.state, parse(c.custom))
+    return c.custom === undefined ? copy(c.state) : copyCustom(c.state, cloneData(c.custom))
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -239,7 +242,8 @@ function getSessionState (sessionId) {
   const slot = m[0]
   const version = m[1]
   const customLen = m[2]
-  const custom = customLen < 0 ? undefined : t.slice(0, customLen)
+  // Parsed once per change; each answer gets its own copy (cloneData).
+  const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
   const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
   if (slot === NO_SLOT) {
     if (c !== undefined) stateCache.delete(sessionId)
@@ -253,7 +257,31 @@ function getSessionState (sessionId) {
   } else {
     stateCache.set(sessionId, { page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
-  return custom === undefined ? copy(state) : copyCustom(state, parse(custom))
+  return custom === undefined ? copy(state) : copyCustom(state, cloneData(custom))
+}
+
+/**
+ * A deep copy of JSON data (what JSON.parse made: plain objects, dense arrays, primitives),
+ * cheaper than parsing the text again. Only own data properties that already exist are
+ * assigned, so no setter on a prototype runs.
+ */
+function cloneData (v) {
+  if (typeof v !== 'object' || v === null) return v
+  if (isArray(v)) {
+    const a = ReflectApply(ArraySlice, v, [])
+    for (let i = 0; i < a.length; i++) {
+      const item = a[i]
+      if (typeof item === 'object' && item !== null) a[i] = cloneData(item)
+    }
+    return a
+  }
+  const o = { ...v }
+  const names = objectKeys(o)
+  for (let i = 0; i < names.length; i++) {
+    const item = o[names[i]]
+    if (typeof item === 'object' && item !== null) o[names[i]] = cloneData(item)
+  }
+  return o
 }
 
 /** Every session of the process as `{ [sessionId]: state }`, in registration order. */
