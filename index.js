@@ -110,8 +110,9 @@ function compileShapers (fields) {
       if (kind === 'num') parts.push(`${key}: ${n}`)
       else if (kind === 'optNum') parts.push(`${key}: (x = ${n}) !== x ? null : x`)
       else if (kind === 'bool') parts.push(`${key}: ${n} !== 0`)
-      else if (kind === 'optStr') parts.push(`${key}: (n = ${n}) < 0 ? null : t.slice(at, at += n)`)
-      else if (kind === 'status') parts.push(`${key}: (n = ${n}) < 0 ? null : S[n]`)
+      // Lengths and indexes as small integers (| 0): doubles passed to slice would be boxed.
+      else if (kind === 'optStr') parts.push(`${key}: (n = ${n} | 0) < 0 ? null : t.slice(at, at += n)`)
+      else if (kind === 'status') parts.push(`${key}: (n = ${n} | 0) < 0 ? null : S[n]`)
       else if (kind === 'group') parts.push(`${key}: ${n} === 0 ? null : {${shaped(inner)}}`)
       else throw new Error(`unknown state field kind ${kind}`)
     }
@@ -241,7 +242,7 @@ function getSessionState (sessionId) {
   const m = SCRATCH
   const slot = m[0]
   const version = m[1]
-  const customLen = m[2]
+  const customLen = m[2] | 0
   // Parsed once per change; each answer gets its own copy (cloneData).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
   const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
@@ -294,9 +295,9 @@ function getAllSessions () {
   // No prototype while filling: an id such as '__proto__' is then an ordinary own key.
   const out = create(null)
   for (let j = 0, b = 0; j < n; j++, b += row) {
-    let at = m[b]
-    const id = t.slice(at, at += m[b + 1])
-    const customLen = m[b + 2]
+    let at = m[b] | 0
+    const id = t.slice(at, at += m[b + 1] | 0)
+    const customLen = m[b + 2] | 0
     out[id] = customLen < 0 ? shape(m, b + 3, t, at) : shapeCustom(m, b + 3, t, at + customLen, parse(t.slice(at, at + customLen)))
   }
   return setPrototypeOf(out, ObjectPrototype)
