@@ -15,18 +15,6 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  */
 export declare function configure(options?: RegistryConfig): Required<RegistryConfig>
 
-/** Every session of the process as `{ [sessionId]: state }`. */
-export declare function getAllSessions(): Record<string, SessionState>
-
-/** The session's state as a new plain object, or `null`. Answers for every thread. */
-export declare function getSessionState<T extends object = Record<string, unknown>>(sessionId: string): (SessionState & T) | null
-
-/**
- * Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
- * `byStatus`, `idleAfterMs` and `socketFaults`.
- */
-export declare function getStats(): RegistryStats
-
 /** Why and when a session's socket last closed. Every key is always present. */
 export interface LastDisconnect {
   /**
@@ -396,21 +384,6 @@ export interface StatusCounts {
   /** Sessions the registry does not track. */
   untracked: number
 }
-
-/**
- * Merges every own key of `updates` into the session's state and sets `lastActivity` to now.
- * Keys the registry does not know are kept (as JSON data). An unknown id does nothing.
- *
- * Throws `ERR_INVALID_STATE_UPDATE` when `updates` is not an object,
- * `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
- * `error` a string/null/Error, `status` a known status or null; functions, symbols and
- * bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
- * `prototype` (at any depth), `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets, and
- * `ERR_STATE_TOO_LARGE` (RangeError) past a limit: objects nested 64 deep, 100,000 values,
- * a key of 4 KiB, a string of 16 MiB, 32 MiB of keys and strings in all.
- * Nothing is changed when it throws.
- */
-export declare function updateSessionState<T extends object = {}>(sessionId: string, updates: SessionStateUpdate & T): void
 
 /**
  * Resolves with the session's state when it reaches `status` (at once if it already has it).

@@ -836,14 +836,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.configure = nativeBinding.configure
-module.exports.getAllSessions = nativeBinding.getAllSessions
-module.exports.getSessionState = nativeBinding.getSessionState
-module.exports.getStats = nativeBinding.getStats
 module.exports.loadSnapshot = nativeBinding.loadSnapshot
 module.exports.onStateChange = nativeBinding.onStateChange
 module.exports.RegistryErrorCode = nativeBinding.RegistryErrorCode
 module.exports.saveSnapshot = nativeBinding.saveSnapshot
 module.exports.SessionStatus = nativeBinding.SessionStatus
 module.exports.StateChangeType = nativeBinding.StateChangeType
-module.exports.updateSessionState = nativeBinding.updateSessionState
 module.exports.waitForState = nativeBinding.waitForState

@@ -10,17 +10,14 @@ use napi::sys::ValueType as Vt;
 use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 
-use crate::convert;
 use crate::events::{self, ChangeKind};
 use crate::handles;
 use crate::js::{self, Fail, JsResult, Value};
 use crate::promise::{self, KeepAlive, Outcome};
-use crate::tracking;
 use registry_core::config;
 use registry_core::errors::RegistryError;
 use registry_core::snapshot::{self, SavedSession};
 use registry_core::state::Status;
-use registry_core::stats;
 use registry_core::table;
 
 /// Any JS value, passed through untouched (the typings come from `ts_args_type`).
@@ -51,7 +48,7 @@ impl TypeName for JsAny {
 impl ValidateNapiValue for JsAny {}
 
 /// Turns a failure into a thrown JS error (with its code) for napi-rs to return.
-fn finish<T>(env: &Env, r: JsResult<T>) -> napi::Result<T> {
+pub(crate) fn finish<T>(env: &Env, r: JsResult<T>) -> napi::Result<T> {
   r.map_err(|f| {
     js::throw_fail(env.raw(), f);
     napi::Error::new(napi::Status::PendingException, "")
@@ -83,7 +80,7 @@ fn lone_surrogate(what: &str) -> RegistryError {
 
 /// The id a lookup asks for; `None` (no such session, as for a non-string) when it cannot be a
 /// registered id: a session id never holds a lone surrogate.
-fn lookup_id(env: js::Env, v: Value) -> Option<String> {
+pub(crate) fn lookup_id(env: js::Env, v: Value) -> Option<String> {
   js::with_id(env, v, str::to_owned).ok()
 }
 
@@ -129,169 +126,6 @@ fn env_identity() -> JsResult<(table::EnvKey, u32)> {
   handles::current().ok_or_else(|| {
     RegistryError::Internal("the registry was not initialised in this thread".into()).into()
   })
-}
-
-/// Merges every own key of `updates` into the session's state and sets `lastActivity` to now.
-/// Keys the registry does not know are kept (as JSON data). An unknown id does nothing.
-///
-/// Throws `ERR_INVALID_STATE_UPDATE` when `updates` is not an object,
-/// `ERR_INVALID_STATE_VALUE` for a value of the wrong type (`isConnected` must be a boolean,
-/// `error` a string/null/Error, `status` a known status or null; functions, symbols and
-/// bigints are not data), `ERR_FORBIDDEN_STATE_KEY` for `__proto__`, `constructor` or
-/// `prototype` (at any depth), `ERR_READ_ONLY_STATE_KEY` for keys only the registry sets, and
-/// `ERR_STATE_TOO_LARGE` (RangeError) past a limit: objects nested 64 deep, 100,000 values,
-/// a key of 4 KiB, a string of 16 MiB, 32 MiB of keys and strings in all.
-/// Nothing is changed when it throws.
-#[napi(
-  ts_generic_types = "T extends object = {}",
-  ts_args_type = "sessionId: string, updates: SessionStateUpdate & T"
-)]
-pub fn update_session_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result<()> {
-  finish(&env, update_state(env.raw(), session_id.0, updates.0))
-}
-
-fn update_state(env: js::Env, id: Value, updates: Value) -> JsResult<()> {
-  let patch = convert::parse_patch(env, updates)?;
-  let Some(id) = lookup_id(env, id) else {
-    return Ok(());
-  };
-  let now = js::now_ms();
-  let applied = table::update(&id, None, events::wanted, |r| {
-    ((), Some(r.state.apply_patch(patch, now)))
-  });
-  if let Some((before, after)) = applied.and_then(|a| a.change) {
-    events::emit(&id, ChangeKind::Status, Some(before), Some(after));
-  }
-  Ok(())
-}
-
-/// The session's state as a new plain object, or `null`. Answers for every thread.
-#[napi(
-  ts_generic_types = "T extends object = Record<string, unknown>",
-  ts_args_type = "sessionId: string",
-  ts_return_type = "(SessionState & T) | null"
-)]
-pub fn get_session_state(env: Env, session_id: JsAny) -> napi::Result<JsAny> {
-  let raw = env.raw();
-  let state = lookup_id(raw, session_id.0).and_then(|id| table::get(&id));
-  finish(
-    &env,
-    match state {
-      Some(s) => convert::state_to_js(raw, &s).map(JsAny),
-      None => Ok(JsAny(js::null(raw))),
-    },
-  )
-}
-
-/// Every session of the process as `{ [sessionId]: state }`.
-#[napi(ts_return_type = "Record<string, SessionState>")]
-pub fn get_all_sessions(env: Env) -> napi::Result<JsAny> {
-  let raw = env.raw();
-  finish(&env, all_sessions(raw).map(JsAny))
-}
-
-fn all_sessions(env: js::Env) -> JsResult<Value> {
-  let o = js::object(env)?;
-  for (id, state) in table::all() {
-    js::define_value(env, o, &id, convert::state_to_js(env, &state)?)?;
-  }
-  Ok(o)
-}
-
-/// Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
-/// `byStatus`, `idleAfterMs` and `socketFaults`.
-#[napi(ts_return_type = "RegistryStats")]
-pub fn get_stats(env: Env) -> napi::Result<JsAny> {
-  let raw = env.raw();
-  finish(&env, stats_to_js(raw).map(JsAny))
-}
-
-fn stats_to_js(env: js::Env) -> JsResult<Value> {
-  let idle_after = config::idle_after_ms();
-  let s = stats::collect(js::now_ms(), idle_after as f64);
-  let n = s.sessions.len();
-  let active = js::array(env, n)?;
-  let (inactive, errors, connected, disconnected) = (
-    js::array(env, 0)?,
-    js::array(env, 0)?,
-    js::array(env, 0)?,
-    js::array(env, 0)?,
-  );
-  let (mut ni, mut ne, mut nc, mut nd) = (0u32, 0u32, 0u32, 0u32);
-  let mut iso = [0u8; 24];
-  let k_session_id = js::string(env, "sessionId")?;
-  let k_created = js::string(env, "createdAt")?;
-  let k_last = js::string(env, "lastActivity")?;
-  let k_connected = js::string(env, "isConnected")?;
-  let k_error = js::string(env, "error")?;
-  let k_status = js::string(env, "status")?;
-  for (i, row) in s.sessions.iter().enumerate() {
-    let id = js::string(env, &row.session_id)?;
-    let o = js::object(env)?;
-    js::set_property(env, o, k_session_id, id)?;
-    let len = registry_core::state::write_iso(row.created_at, &mut iso);
-    js::set_property(env, o, k_created, js::latin1(env, &iso[..len])?)?;
-    let len = registry_core::state::write_iso(row.last_activity, &mut iso);
-    js::set_property(env, o, k_last, js::latin1(env, &iso[..len])?)?;
-    js::set_property(env, o, k_connected, js::boolean(env, row.is_connected)?)?;
-    let error = js::opt_string(env, row.error.as_deref())?;
-    js::set_property(env, o, k_error, error)?;
-    js::set_property(
-      env,
-      o,
-      k_status,
-      js::opt_string(env, row.status.map(Status::as_str))?,
-    )?;
-    js::set_element(env, active, i as u32, o)?;
-    if row.idle {
-      js::set_element(env, inactive, ni, id)?;
-      ni += 1;
-    }
-    if row.error.as_deref().is_some_and(|e| !e.is_empty()) {
-      let e = js::object(env)?;
-      js::set_property(env, e, k_session_id, id)?;
-      js::set_property(env, e, k_error, error)?;
-      js::set_element(env, errors, ne, e)?;
-      ne += 1;
-    }
-    if row.is_connected {
-      js::set_element(env, connected, nc, id)?;
-      nc += 1;
-    } else {
-      js::set_element(env, disconnected, nd, id)?;
-      nd += 1;
-    }
-  }
-  let o = js::object(env)?;
-  js::set_named(env, o, c"totalSessions", js::number(env, n as f64)?)?;
-  js::set_named(env, o, c"activeSessions", active)?;
-  js::set_named(env, o, c"inactiveSessions", inactive)?;
-  js::set_named(env, o, c"errorSessions", errors)?;
-  js::set_named(env, o, c"connectedSessions", connected)?;
-  js::set_named(env, o, c"disconnectedSessions", disconnected)?;
-  let by_status = js::object(env)?;
-  for (i, st) in Status::ALL.iter().enumerate() {
-    js::define_value(
-      env,
-      by_status,
-      st.as_str(),
-      js::number(env, s.by_status[i] as f64)?,
-    )?;
-  }
-  js::define_value(
-    env,
-    by_status,
-    "untracked",
-    js::number(env, s.by_status[Status::ALL.len()] as f64)?,
-  )?;
-  js::set_named(env, o, c"byStatus", by_status)?;
-  js::set_named(env, o, c"idleAfterMs", js::number(env, idle_after as f64)?)?;
-  let (count, last) = tracking::faults();
-  let faults = js::object(env)?;
-  js::set_named(env, faults, c"count", js::number(env, count as f64)?)?;
-  js::set_named(env, faults, c"last", js::opt_string(env, last.as_deref())?)?;
-  js::set_named(env, o, c"socketFaults", faults)?;
-  Ok(o)
 }
 
 /// Changes process-wide settings and returns them all. Throws `ERR_INVALID_OPTIONS` for a
@@ -553,7 +387,8 @@ pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()
     &env,
     handles::init_env(raw, thread_id)
       .and_then(|_| crate::fast::install(raw, napi::JsValue::raw(&exports)))
-      .and_then(|_| crate::sockets::install(raw, napi::JsValue::raw(&exports))),
+      .and_then(|_| crate::sockets::install(raw, napi::JsValue::raw(&exports)))
+      .and_then(|_| crate::session_state::install(raw, napi::JsValue::raw(&exports))),
   )
 }
 

@@ -4,80 +4,35 @@ use napi::sys::ValueType;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::js::{self, Env, Fail, JsResult, Value};
-use registry_core::errors::RegistryError;
-use registry_core::state::{
-  limits, SessionState, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS,
-};
+use registry_core::layout::{self, Field, Kind};
+use registry_core::state::{limits, SessionState, StatePatch, Status, FORBIDDEN_KEYS};
+use registry_core::update::{self, short, Budget, TopKey};
 
-/// The times `getStats` can print as `YYYY-MM-DDTHH:mm:ss.sssZ` (years 0000 to 9999).
-const MIN_TIME_MS: f64 = -62_167_219_200_000.0;
-const MAX_TIME_MS: f64 = 253_402_300_799_999.0;
-
-/// A session's state as the plain JS object `getSessionState` returns. Every property is
-/// defined, never assigned, so no setter on `Object.prototype` runs while it is built.
+/// A session's state as the plain JS object `getSessionState` returns, field by field from
+/// [`layout::FIELDS`] (the entry module shapes the same objects from the same table, faster;
+/// this one serves events and promises). Every property is defined, never assigned, so no
+/// setter on `Object.prototype` runs while it is built.
 pub fn state_to_js(env: Env, s: &SessionState) -> JsResult<Value> {
-  let o = js::object(env)?;
-  let ld = match &s.last_disconnect {
-    Some(ld) => {
-      let d = js::object(env)?;
-      js::define_named(
-        env,
-        d,
-        &[
-          (c"code", js::opt_number(env, ld.code.map(f64::from))?),
-          (c"reason", js::opt_string(env, ld.reason.as_deref())?),
-          (c"message", js::opt_string(env, ld.message.as_deref())?),
-          (c"at", js::number(env, ld.at)?),
-        ],
-      )?;
-      d
-    }
-    None => js::null(env),
-  };
-  let me = match &s.me {
-    Some(me) => {
-      let m = js::object(env)?;
-      js::define_named(
-        env,
-        m,
-        &[
-          (c"id", js::opt_string(env, me.id.as_deref())?),
-          (c"lid", js::opt_string(env, me.lid.as_deref())?),
-        ],
-      )?;
-      m
-    }
-    None => js::null(env),
-  };
-  js::define_named(
-    env,
-    o,
-    &[
-      (c"createdAt", js::number(env, s.created_at)?),
-      (c"lastActivity", js::number(env, s.last_activity)?),
-      (c"isConnected", js::boolean(env, s.is_connected)?),
-      (c"error", js::opt_string(env, s.error.as_deref())?),
-      (
-        c"status",
-        js::opt_string(env, s.status.map(Status::as_str))?,
-      ),
-      (c"tracked", js::boolean(env, s.tracked)?),
-      (c"lastDisconnect", ld),
-      (c"me", me),
-      (c"hasQr", js::boolean(env, s.has_qr)?),
-      (c"connects", js::number(env, f64::from(s.connects))?),
-      (c"disconnects", js::number(env, f64::from(s.disconnects))?),
-      (c"connectedAt", js::opt_number(env, s.connected_at)?),
-      (c"disconnectedAt", js::opt_number(env, s.disconnected_at)?),
-      (c"lastInboundAt", js::opt_number(env, s.last_inbound_at)?),
-      (c"lastOutboundAt", js::opt_number(env, s.last_outbound_at)?),
-      (c"messagesIn", js::number(env, s.messages_in as f64)?),
-      (c"messagesOut", js::number(env, s.messages_out as f64)?),
-      (c"threadId", js::number(env, f64::from(s.thread_id))?),
-    ],
-  )?;
+  let o = fields_to_js(env, s, layout::FIELDS)?;
   for (k, v) in &s.custom {
     js::define_value(env, o, k, json_to_js(env, v)?)?;
+  }
+  Ok(o)
+}
+
+fn fields_to_js(env: Env, s: &SessionState, fields: &[Field]) -> JsResult<Value> {
+  let o = js::object(env)?;
+  for field in fields {
+    let v = match field.kind {
+      Kind::Num(get) => js::number(env, get(s))?,
+      Kind::OptNum(get) => js::opt_number(env, get(s))?,
+      Kind::Bool(get) => js::boolean(env, get(s))?,
+      Kind::OptStr(get) => js::opt_string(env, get(s))?,
+      Kind::Status(get) => js::opt_string(env, get(s).map(Status::as_str))?,
+      Kind::Group(present, inner) if present(s) => fields_to_js(env, s, inner)?,
+      Kind::Group(..) => js::null(env),
+    };
+    js::define_value(env, o, field.name, v)?;
   }
   Ok(o)
 }
@@ -157,23 +112,12 @@ impl Stop {
         Step::Index(i) => path.push_str(&format!("[{i}]")),
       }
     }
-    let e = match self.kind {
+    Fail::Registry(match self.kind {
       StopKind::Fail(f) => return f,
-      StopKind::NotData(what) => RegistryError::InvalidStateValue(format!(
-        "state value at '{path}' {what}; state values must be JSON data (strings, numbers, booleans, null, arrays, plain objects)"
-      )),
-      StopKind::Forbidden(key) => RegistryError::ForbiddenStateKey(format!(
-        "state key '{}' at '{path}' is not allowed: it could change an object's prototype",
-        short(&key)
-      )),
-      StopKind::TooLarge(what) if path.is_empty() => {
-        RegistryError::StateTooLarge(format!("updates {what}"))
-      }
-      StopKind::TooLarge(what) => {
-        RegistryError::StateTooLarge(format!("state value at '{path}' {what}"))
-      }
-    };
-    Fail::Registry(e)
+      StopKind::NotData(what) => update::not_data(&path, &what),
+      StopKind::Forbidden(key) => update::forbidden(&key, &path),
+      StopKind::TooLarge(what) => update::too_large(&path, &what),
+    })
   }
 }
 
@@ -191,14 +135,6 @@ fn too_large(what: String) -> Stop {
   Stop::new(StopKind::TooLarge(what))
 }
 
-/// A key as it appears in a message: long ones cut to their first 40 characters.
-fn short(key: &str) -> String {
-  match key.char_indices().nth(40) {
-    Some((at, _)) => format!("{}... ({} bytes)", &key[..at], key.len()),
-    None => key.to_owned(),
-  }
-}
-
 /// The key `toJSON` is called with: the property name, or the array index as a string.
 #[derive(Clone, Copy)]
 enum KeyArg {
@@ -210,8 +146,7 @@ enum KeyArg {
 /// linear in what it reads.
 struct Walk {
   env: Env,
-  values_left: usize,
-  bytes_left: usize,
+  budget: Budget,
   /// The objects being read, outermost first: only looked at when the depth limit is hit, to
   /// tell a circular value from a deep one.
   ancestors: Vec<Value>,
@@ -221,47 +156,22 @@ impl Walk {
   fn new(env: Env) -> Walk {
     Walk {
       env,
-      values_left: limits::MAX_VALUES,
-      bytes_left: limits::MAX_TOTAL_BYTES,
+      budget: Budget::default(),
       ancestors: Vec::new(),
     }
   }
 
   fn count_values(&mut self, n: usize, what: &str) -> Result<(), Stop> {
-    if n > self.values_left {
-      return Err(too_large(format!(
-        "{what}: one update holds at most {} values",
-        limits::MAX_VALUES
-      )));
-    }
-    self.values_left -= n;
-    Ok(())
+    self.budget.count_values(n, what).map_err(too_large)
   }
 
   /// A string of at most `max` UTF-8 bytes, its length checked before it is copied.
   fn string(&mut self, v: Value, max: usize, what: &str) -> Result<String, Stop> {
     let env = self.env;
     let units = js::string_units(env, v).ok_or(Fail::Js)?;
-    // A UTF-16 unit is at least one UTF-8 byte.
-    if units > max {
-      return Err(too_large(format!(
-        "has {what} of {units} characters; at most {max} bytes"
-      )));
-    }
+    Budget::check_units(units, max, what).map_err(too_large)?;
     let s = js::get_string(env, v).ok_or(Fail::Js)?;
-    if s.len() > max {
-      return Err(too_large(format!(
-        "has {what} of {} bytes; at most {max} bytes",
-        s.len()
-      )));
-    }
-    if s.len() > self.bytes_left {
-      return Err(too_large(format!(
-        "takes the update over {} bytes of keys and strings",
-        limits::MAX_TOTAL_BYTES
-      )));
-    }
-    self.bytes_left -= s.len();
+    self.budget.take(s.len(), max, what).map_err(too_large)?;
     Ok(s)
   }
 
@@ -341,7 +251,7 @@ impl Walk {
     let env = self.env;
     let n = js::array_len(env, v);
     // Checked before anything is allocated: the length is the caller's claim, not its content.
-    if n as usize > self.values_left {
+    if n as usize > self.budget.values_left() {
       return Err(too_large(format!(
         "has {n} elements; one update holds at most {} values",
         limits::MAX_VALUES
@@ -362,7 +272,7 @@ impl Walk {
     let env = self.env;
     let keys = js::own_keys(env, v)?;
     let n = js::array_len(env, keys);
-    if n as usize > self.values_left {
+    if n as usize > self.budget.values_left() {
       return Err(too_large(format!(
         "has {n} keys; one update holds at most {} values",
         limits::MAX_VALUES
@@ -391,33 +301,20 @@ impl Walk {
   }
 }
 
-fn wrong_type(key: &str, expected: &str) -> Fail {
-  Fail::Registry(RegistryError::InvalidStateValue(format!(
-    "state key '{key}' must be {expected}"
-  )))
-}
-
-/// Reads and checks an `updateSessionState` argument. Nothing is applied unless all of it is
-/// valid and within [`limits`].
+/// Reads and checks an `updateSessionState` argument with the rules of `registry_core::update`.
+/// Nothing is applied unless all of it is valid and within [`limits`].
 pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
   let mut patch = StatePatch::default();
   match js::type_of(env, updates) {
     ValueType::napi_undefined | ValueType::napi_null => return Ok(patch),
     ValueType::napi_object if !js::is_array(env, updates) => {}
-    _ => {
-      return Err(Fail::Registry(RegistryError::InvalidStateUpdate(
-        "updateSessionState(sessionId, updates): updates must be a plain object".into(),
-      )))
-    }
+    _ => return Err(update::not_an_object().into()),
   }
   let mut walk = Walk::new(env);
   let keys = js::own_keys(env, updates)?;
   let n = js::array_len(env, keys);
   if n as usize > limits::MAX_VALUES {
-    return Err(Fail::Registry(RegistryError::StateTooLarge(format!(
-      "updateSessionState(sessionId, updates): updates has {n} keys; one update holds at most {} values",
-      limits::MAX_VALUES
-    ))));
+    return Err(update::too_many_keys(n as usize).into());
   }
   for i in 0..n {
     let k = js::get_element(env, keys, i)?;
@@ -425,36 +322,16 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
       continue;
     }
     let key = walk.key(k).map_err(|s| s.into_fail(""))?;
-    if FORBIDDEN_KEYS.contains(&key.as_str()) {
-      return Err(Stop::new(StopKind::Forbidden(key.clone())).into_fail(&key));
-    }
-    if READ_ONLY_KEYS.contains(&key.as_str()) {
-      return Err(Fail::Registry(RegistryError::ReadOnlyStateKey(format!(
-        "state key '{key}' is kept by the registry and cannot be set with updateSessionState"
-      ))));
-    }
+    let which = update::top_key(&key)?;
     let v = js::get_property(env, updates, k)?;
-    match key.as_str() {
-      // Always set to now, as socket-factory.js did.
-      "lastActivity" => {}
-      "createdAt" => {
-        patch.created_at = Some(
-          js::get_number(env, v)
-            .filter(|n| (MIN_TIME_MS..=MAX_TIME_MS).contains(n))
-            .ok_or_else(|| {
-              wrong_type(
-                "createdAt",
-                "a number of epoch milliseconds within years 0000 to 9999",
-              )
-            })?,
-        )
+    match which {
+      TopKey::LastActivity => {}
+      TopKey::CreatedAt => patch.created_at = Some(update::created_at(js::get_number(env, v))?),
+      TopKey::IsConnected => patch.is_connected = Some(update::is_connected(js::get_bool(env, v))?),
+      TopKey::Error => {
+        patch.error = Some(read_error(&mut walk, v).map_err(|s| s.into_fail("error"))?)
       }
-      "isConnected" => {
-        patch.is_connected =
-          Some(js::get_bool(env, v).ok_or_else(|| wrong_type("isConnected", "a boolean"))?)
-      }
-      "error" => patch.error = Some(read_error(&mut walk, v).map_err(|s| s.into_fail("error"))?),
-      "status" => {
+      TopKey::Status => {
         patch.status = Some(if js::is_nullish(env, v) {
           None
         } else {
@@ -467,19 +344,10 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
           } else {
             None
           };
-          Some(
-            text
-              .and_then(|s| Status::parse(&s))
-              .ok_or_else(|| {
-                wrong_type(
-                  "status",
-                  "null or one of 'connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired'",
-                )
-              })?,
-          )
+          Some(update::status(text.as_deref())?)
         })
       }
-      _ => {
+      TopKey::Custom => {
         let value = walk
           .value(v, KeyArg::Js(k), 1)
           .map_err(|s| s.into_fail(&key))?;
@@ -493,12 +361,7 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
 /// `error` may be a message, null/undefined (no error) or an Error (its message is kept).
 fn read_error(walk: &mut Walk, v: Value) -> Result<Option<String>, Stop> {
   let env = walk.env;
-  let wrong = || {
-    Stop::from(wrong_type(
-      "error",
-      "a string, null, or an Error with a string message",
-    ))
-  };
+  let wrong = || Stop::from(Fail::Registry(update::wrong_error()));
   match js::type_of(env, v) {
     ValueType::napi_undefined | ValueType::napi_null => Ok(None),
     ValueType::napi_string => walk

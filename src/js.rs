@@ -71,14 +71,6 @@ pub fn string(env: Env, s: &str) -> JsResult<Value> {
   ))
 }
 
-pub fn latin1(env: Env, bytes: &[u8]) -> JsResult<Value> {
-  out!(napi_create_string_latin1(
-    env,
-    bytes.as_ptr().cast(),
-    bytes.len() as isize
-  ))
-}
-
 pub fn opt_string(env: Env, s: Option<&str>) -> JsResult<Value> {
   match s {
     Some(s) => string(env, s),
@@ -299,10 +291,6 @@ pub fn get_property(env: Env, obj: Value, key: Value) -> JsResult<Value> {
   out!(napi_get_property(env, obj, key))
 }
 
-pub fn set_property(env: Env, obj: Value, key: Value, v: Value) -> JsResult<()> {
-  ok(unsafe { sys::napi_set_property(env, obj, key, v) })
-}
-
 /// Defines an own enumerable data property: unlike assignment it never runs a setter, so a
 /// key such as `__proto__` cannot reach the prototype.
 pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
@@ -320,27 +308,6 @@ pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
     data: ptr::null_mut(),
   };
   ok(unsafe { sys::napi_define_properties(env, obj, 1, &desc) })
-}
-
-/// Defines own enumerable data properties on `obj` in one call: no setter (an own one, or one
-/// a caller put on `Object.prototype`) runs, so building a result runs no JavaScript.
-pub fn define_named(env: Env, obj: Value, props: &[(&CStr, Value)]) -> JsResult<()> {
-  let descs: Vec<sys::napi_property_descriptor> = props
-    .iter()
-    .map(|(key, v)| sys::napi_property_descriptor {
-      utf8name: key.as_ptr(),
-      name: ptr::null_mut(),
-      method: None,
-      getter: None,
-      setter: None,
-      value: *v,
-      attributes: sys::PropertyAttributes::writable
-        | sys::PropertyAttributes::enumerable
-        | sys::PropertyAttributes::configurable,
-      data: ptr::null_mut(),
-    })
-    .collect();
-  ok(unsafe { sys::napi_define_properties(env, obj, descs.len(), descs.as_ptr()) })
 }
 
 /// Whether `a` and `b` are the same value (`===`).
@@ -388,39 +355,6 @@ pub fn call_method(env: Env, obj: Value, key: &CStr, args: &[Value]) -> JsResult
     ))));
   }
   call(env, obj, f, args)
-}
-
-fn create_ref(env: Env, v: Value) -> JsResult<sys::napi_ref> {
-  out!(napi_create_reference(env, v, 1))
-}
-
-/// A strong reference to a JS value, owned by exactly one place: it is neither `Copy` nor
-/// `Clone`, and [`Ref::delete`] consumes it. Whoever can delete it is the only one that can
-/// read it, so no copy of it can be read after another call into JavaScript deleted it.
-#[derive(Debug)]
-pub struct Ref(sys::napi_ref);
-
-impl Ref {
-  pub fn new(env: Env, v: Value) -> JsResult<Ref> {
-    create_ref(env, v).map(Ref)
-  }
-
-  /// The value, as a handle of the current scope (which stays valid whatever JS runs next).
-  pub fn value(&self, env: Env) -> JsResult<Value> {
-    ref_value(env, self.0)
-  }
-
-  pub fn delete(self, env: Env) {
-    delete_ref(env, self.0);
-  }
-}
-
-fn ref_value(env: Env, r: sys::napi_ref) -> JsResult<Value> {
-  out!(napi_get_reference_value(env, r))
-}
-
-fn delete_ref(env: Env, r: sys::napi_ref) {
-  unsafe { sys::napi_delete_reference(env, r) };
 }
 
 pub fn exception_pending(env: Env) -> bool {

@@ -15,6 +15,7 @@ mod fast;
 mod handles;
 mod js;
 mod promise;
+mod session_state;
 mod sockets;
 mod tracking;
 mod types;

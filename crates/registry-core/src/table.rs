@@ -13,6 +13,7 @@ use dashmap::DashMap;
 
 use crate::errors::RegistryError;
 use crate::state::{SessionState, Status, Transition};
+use crate::versions;
 
 /// Identifies one Node environment (main thread or a worker) for the life of the process.
 pub type EnvKey = u64;
@@ -28,6 +29,8 @@ pub struct SessionRecord {
   /// When the session last entered `connecting`, for the stuck check.
   pub connecting_since: Option<f64>,
   pub stuck_reported: bool,
+  /// The record's slot in [`versions`], whose counter every change of the state bumps.
+  pub slot: u32,
 }
 
 static TABLE: LazyLock<DashMap<String, SessionRecord>> = LazyLock::new(DashMap::new);
@@ -67,6 +70,7 @@ pub fn register(
     owner,
     connecting_since: tracked.then_some(now),
     stuck_reported: false,
+    slot: versions::NO_SLOT,
   };
   match TABLE.entry(id.to_owned()) {
     Entry::Occupied(mut slot) => {
@@ -79,6 +83,8 @@ pub fn register(
       }
       let previous = Some((old.owner, old.generation));
       record.seq = old.seq;
+      record.slot = old.slot;
+      versions::bump(record.slot);
       std::mem::swap(slot.get_mut(), &mut record);
       Ok(Registered {
         generation,
@@ -88,6 +94,7 @@ pub fn register(
     }
     Entry::Vacant(slot) => {
       record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+      record.slot = versions::alloc();
       slot.insert(record);
       Ok(Registered {
         generation,
@@ -100,9 +107,9 @@ pub fn register(
 
 /// Removes the record if it is still the given generation (or any generation with `None`).
 pub fn remove(id: &str, generation: Option<u64>) -> Option<SessionRecord> {
-  TABLE
-    .remove_if(id, |_, r| generation.is_none_or(|g| r.generation == g))
-    .map(|(_, r)| r)
+  let (_, r) = TABLE.remove_if(id, |_, r| generation.is_none_or(|g| r.generation == g))?;
+  versions::free(r.slot);
+  Some(r)
 }
 
 /// Removes the record of `id` if `owner` owns it: an environment removing its own session
@@ -126,6 +133,7 @@ pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
   ids
     .into_iter()
     .filter_map(|id| TABLE.remove_if(&id, |_, r| r.owner == owner))
+    .inspect(|(_, r)| versions::free(r.slot))
     .collect()
 }
 
@@ -153,6 +161,7 @@ pub fn update<T>(
   }
   let before = want_copies().then(|| record.state.clone());
   let (value, transition) = f(&mut record);
+  versions::bump(record.slot);
   if let Some(t) = transition {
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
       record.connecting_since = Some(record.state.last_activity);
@@ -166,6 +175,14 @@ pub fn update<T>(
     _ => None,
   };
   Some(Applied { value, change })
+}
+
+/// Calls `f` with the state of `id` and its slot's version, read together under the record's
+/// lock.
+pub fn with_state<T>(id: &str, f: impl FnOnce(&SessionState, u32, u32) -> T) -> Option<T> {
+  TABLE
+    .get(id)
+    .map(|r| f(&r.state, r.slot, versions::get(r.slot)))
 }
 
 pub fn get(id: &str) -> Option<SessionState> {

@@ -1,0 +1,275 @@
+// Issue 11, the state path: updateSessionState's two routes (a flat object of primitives
+// crosses as one string, anything else is read out of the object by the binding) give the
+// same result or the same error for every input; getSessionState's per-thread cache of shaped
+// states never hands out a stale, shared or foreign state; getAllSessions and getStats are
+// shaped from the same layout. Real Baileys sockets (untracked, never connected: these tests
+// are about state only) under each id.
+
+import { test, before, after, afterEach } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+
+import { registry } from './support/harness.mjs'
+import { startWaServer } from './support/wa-server.mjs'
+import { loadBaileys, makeTestSocket } from './support/baileys.mjs'
+
+const { registerSocket, unregisterSocket, updateSessionState, getSessionState, getAllSessions, getStats, clearAll } = registry
+// The binding itself: `__updateState` always reads the object (the general route),
+// `__updateFlat` takes the flat form (the fast route). Internal; not exported by the entry.
+const binding = createRequire(import.meta.url)('../binding.js')
+
+// Every createdAt the tests set is before this.
+const STARTED = Date.now()
+
+let baileys
+let server
+let sock
+let other
+
+before(async () => {
+  baileys = await loadBaileys(7)
+  server = await startWaServer({ baileys })
+  sock = makeTestSocket({ baileys, url: server.url('silent', { id: 'state' }), connectTimeoutMs: 1500 })
+  other = makeTestSocket({ baileys, url: server.url('silent', { id: 'other' }), connectTimeoutMs: 1500 })
+})
+
+afterEach(() => clearAll())
+
+after(async () => {
+  clearAll()
+  sock.end(undefined)
+  other.end(undefined)
+  await server.close()
+})
+
+const fresh = (id) => registerSocket(id, sock, { track: false })
+
+/** What a call did: the error's code, name and message, or the resulting state. */
+function outcome (id, call) {
+  try {
+    call()
+  } catch (e) {
+    return { code: e.code, name: e.name, message: e.message }
+  }
+  const s = getSessionState(id)
+  // createdAt (unless set) and lastActivity are now; compare everything else.
+  s.lastActivity = typeof s.lastActivity
+  if (s.createdAt >= STARTED) s.createdAt = 'now'
+  return s
+}
+
+/** The flat form the entry sends (registry_core::update::parse_flat), written independently of index.js. */
+function flatOf (u) {
+  const part = (v) => {
+    if (v === undefined) return 'u'
+    if (v === null) return 'n'
+    if (typeof v === 'boolean') return v ? 't' : 'f'
+    if (typeof v === 'number') return `d${v};`
+    return `s${v.length}:${v}`
+  }
+  return Object.keys(u).map((k) => `${k.length}:${k}${part(u[k])}`).join('')
+}
+
+const FLAT = [
+  { isConnected: true },
+  { isConnected: false, error: 'boom', status: 'open' },
+  { error: null, status: null },
+  { error: undefined, status: undefined },
+  { n: 2, s: 'text', b: false, z: null },
+  { n: 0.1 + 0.2, big: 1e21, small: 5e-324, neg: -1.5, max: Number.MAX_VALUE },
+  { nan: NaN, inf: Infinity, ninf: -Infinity },
+  { createdAt: 1_700_000_000_123 },
+  { createdAt: -62_167_219_200_000 },
+  { lastActivity: 5, keep: 1 },
+  { gone: undefined },
+  { 2: 'two', 1: 'one', b: 'b', a: 'a' },
+  { wide: 'é€😀', lone: 'x\ud800y', loneLow: '\udc00', escaped: '\\ud800', quote: '"\n\t' },
+  { 'key with spaces': 1, 'ключ': 'значение', '': 'empty key' },
+  { '1:2': 's3:x', d: 'd1;', u: 'u', 'n:': ':' },
+  // Refused by the core's rules, from either route.
+  { isConnected: 'yes' },
+  { isConnected: 1 },
+  { error: 1 },
+  { error: true },
+  { status: 'nope' },
+  { status: 3 },
+  { createdAt: null },
+  { createdAt: NaN },
+  { createdAt: 1e300 },
+  { createdAt: '2024' },
+  { a: 1, isConnected: 'no', b: 2 }
+]
+
+test('a flat update gives the same state or the same error through both routes and the flat form', () => {
+  for (const u of FLAT) {
+    const label = JSON.stringify(u, (k, v) => (v === undefined ? '<undefined>' : Number.isNaN(v) ? '<NaN>' : v))
+    for (const id of ['viaEntry', 'viaObject', 'viaFlat']) {
+      fresh(id)
+      registry.updateSessionState(id, { preset: 1, gone: 'was here' })
+    }
+    const a = outcome('viaEntry', () => updateSessionState('viaEntry', u))
+    const b = outcome('viaObject', () => binding.__updateState('viaObject', u))
+    const c = outcome('viaFlat', () => binding.__updateFlat('viaFlat', flatOf(u)))
+    assert.deepEqual(a, b, `entry vs object reader: ${label}`)
+    assert.deepEqual(c, b, `flat form vs object reader: ${label}`)
+  }
+})
+
+const OTHER = [
+  { nested: { a: [1, { b: null }] } },
+  { list: [1, undefined, () => 1] },
+  { d: new Date(1_700_000_000_000) },
+  { error: new Error('as an Error') },
+  { f () {} },
+  { s: Symbol('x') },
+  { big: 1n },
+  { negZero: -0 },
+  { connects: 1 },
+  { tracked: true },
+  { __proto__: null, ['__proto__']: 1 },
+  { constructor: 1 },
+  { deep: { prototype: 1 } },
+  { long: 'x'.repeat(70_000) },
+  { ['k'.repeat(1025)]: 1 },
+  { ['k'.repeat(5000)]: 1 },
+  Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, i])),
+  [1, 2],
+  'not an object',
+  null,
+  undefined,
+  new Map([['a', 1]]),
+  Object.assign(Object.create({ inherited: 1 }), { own: 2 })
+]
+
+test('anything else gives the same state or error as the object reader', () => {
+  for (const u of OTHER) {
+    for (const id of ['viaEntry', 'viaObject']) fresh(id)
+    const a = outcome('viaEntry', () => updateSessionState('viaEntry', u))
+    const b = outcome('viaObject', () => binding.__updateState('viaObject', u))
+    assert.deepEqual(a, b, `entry vs object reader: ${typeof u === 'object' && u !== null ? Object.keys(u).join(',').slice(0, 60) : String(u)}`)
+  }
+  const circular = { a: 1 }
+  circular.self = circular
+  fresh('c')
+  assert.throws(() => updateSessionState('c', circular), { code: 'ERR_INVALID_STATE_VALUE' })
+  assert.equal(getSessionState('c').a, undefined, 'nothing applied')
+})
+
+test('getters run once each, in order, and a refused key stops before later getters', () => {
+  fresh('g')
+  const seen = []
+  const u = {
+    a: 1,
+    get b () { seen.push('b'); return { nested: true } },
+    get c () { seen.push('c'); return 'c' }
+  }
+  updateSessionState('g', u)
+  assert.deepEqual(seen, ['b', 'c'])
+  assert.deepEqual([getSessionState('g').b, getSessionState('g').c], [{ nested: true }, 'c'])
+  seen.length = 0
+  const refused = { a: 1, connects: 2, get later () { seen.push('later'); return 1 } }
+  assert.throws(() => updateSessionState('g', refused), { code: 'ERR_READ_ONLY_STATE_KEY' })
+  assert.deepEqual(seen, [], 'the getter after a read-only key never ran')
+  const boom = new Error('mine')
+  assert.throws(() => updateSessionState('g', { x: 1, get y () { throw boom } }), (e) => e === boom)
+  assert.equal(getSessionState('g').x, undefined, 'nothing applied')
+})
+
+test('getSessionState hands out copies that follow every change', () => {
+  fresh('s')
+  updateSessionState('s', { n: 1, obj: { deep: [1] } })
+  const a = getSessionState('s')
+  a.n = 99
+  a.obj.deep.push(2)
+  a.extra = true
+  const b = getSessionState('s')
+  assert.equal(b.n, 1)
+  assert.deepEqual(b.obj, { deep: [1] })
+  assert.equal('extra' in b, false)
+  assert.notEqual(a, b)
+  updateSessionState('s', { n: 2 })
+  assert.equal(getSessionState('s').n, 2, 'right after an update of the same session')
+  updateSessionState('s', { n: undefined })
+  assert.equal('n' in getSessionState('s'), false)
+  const before = getSessionState('s').createdAt
+  registerSocket('s', other, { track: false })
+  const replaced = getSessionState('s')
+  assert.equal('obj' in replaced, false, 'a replaced session starts over')
+  assert.ok(replaced.createdAt >= before)
+  unregisterSocket('s')
+  assert.equal(getSessionState('s'), null, 'gone after unregisterSocket')
+})
+
+test('a slot taken by another session never shows the old one', () => {
+  for (let i = 0; i < 50; i++) {
+    fresh(`old${i}`)
+    updateSessionState(`old${i}`, { who: `old${i}` })
+    assert.equal(getSessionState(`old${i}`).who, `old${i}`)
+  }
+  for (let i = 0; i < 50; i++) unregisterSocket(`old${i}`)
+  for (let i = 0; i < 50; i++) {
+    fresh(`new${i}`)
+    updateSessionState(`new${i}`, { who: `new${i}` })
+  }
+  for (let i = 0; i < 50; i++) {
+    assert.equal(getSessionState(`old${i}`), null)
+    assert.equal(getSessionState(`new${i}`).who, `new${i}`)
+  }
+})
+
+test('a change made by another thread is seen at once', async () => {
+  fresh('shared')
+  updateSessionState('shared', { n: 1 })
+  assert.equal(getSessionState('shared').n, 1)
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    parentPort.on('message', (n) => {
+      r.updateSessionState('shared', { n })
+      parentPort.postMessage(r.getSessionState('shared').n)
+    })
+  `, { eval: true })
+  try {
+    for (const n of [2, 3, 4]) {
+      worker.postMessage(n)
+      const seenThere = await new Promise((resolve) => worker.once('message', resolve))
+      assert.equal(seenThere, n)
+      assert.equal(getSessionState('shared').n, n)
+    }
+  } finally {
+    await worker.terminate()
+  }
+})
+
+test('getAllSessions and getStats are shaped from the same state', () => {
+  fresh('__proto__')
+  fresh('b')
+  updateSessionState('b', { isConnected: true, error: 'é€', custom: [1] })
+  const all = getAllSessions()
+  assert.deepEqual(Object.keys(all), ['__proto__', 'b'])
+  assert.equal(Object.getPrototypeOf(all), Object.prototype)
+  const b = getSessionState('b')
+  assert.deepEqual(all.b, b)
+  const stats = getStats()
+  assert.equal(stats.totalSessions, 2)
+  assert.deepEqual(stats.connectedSessions, ['b'])
+  assert.deepEqual(stats.errorSessions, [{ sessionId: 'b', error: 'é€' }])
+  assert.equal(stats.activeSessions[1].lastActivity, new Date(b.lastActivity).toISOString())
+})
+
+test('the shaped state is the very object the native conversion builds (waitForState), key order included', async () => {
+  const { waitForState } = registry
+  fresh('plain')
+  updateSessionState('plain', { status: 'qr' })
+  fresh('full')
+  updateSessionState('full', { status: 'closed', isConnected: true, error: 'é ☃ 😀', custom: { nested: [1, 'two', null, { deep: true }] }, n: 1.5, createdAt: -1.5 })
+  for (const id of ['plain', 'full']) {
+    const status = getSessionState(id).status
+    const fromNative = await waitForState(id, status)
+    const shaped = getSessionState(id)
+    assert.deepEqual(shaped, fromNative, id)
+    assert.equal(JSON.stringify(shaped), JSON.stringify(fromNative), `${id}: key order`)
+    assert.deepEqual(getAllSessions()[id], fromNative, `${id} in getAllSessions`)
+  }
+})

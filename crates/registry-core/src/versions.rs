@@ -1,0 +1,105 @@
+//! Per-session change counters ("versions") in memory that every JavaScript thread reads
+//! directly, so a thread can tell that a state it shaped earlier is still current without a
+//! native call.
+//!
+//! Each record of the table holds a slot; the slot's counter is bumped by every change to the
+//! record (under the record's lock) and again when the record is removed and when the slot is
+//! taken by another session, so a (slot, version) pair read together with a state never
+//! matches after that state changed, went away, or the slot went to another id (barring 2^32
+//! changes of one slot between two reads). Slots live in fixed pages that are allocated once
+//! and never move or go away: the binding lends each page to JavaScript as an external
+//! `ArrayBuffer`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Slots per page (a power of two: JavaScript splits a slot with a shift and a mask).
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_SLOTS: usize = 1 << PAGE_SHIFT;
+const MAX_PAGES: usize = 1024;
+/// A record without a slot (more than `MAX_PAGES * PAGE_SLOTS` sessions at once): its state is
+/// never cached.
+pub const NO_SLOT: u32 = u32::MAX;
+
+type Page = Box<[AtomicU32]>;
+
+static PAGES: [OnceLock<Page>; MAX_PAGES] = [const { OnceLock::new() }; MAX_PAGES];
+/// Freed slots, and the next never-used one.
+static FREE: Mutex<(Vec<u32>, u32)> = Mutex::new((Vec::new(), 0));
+
+fn page(index: usize) -> &'static [AtomicU32] {
+  PAGES[index].get_or_init(|| (0..PAGE_SLOTS).map(|_| AtomicU32::new(0)).collect())
+}
+
+fn counter(slot: u32) -> Option<&'static AtomicU32> {
+  let p = (slot >> PAGE_SHIFT) as usize;
+  (p < MAX_PAGES).then(|| &page(p)[slot as usize & (PAGE_SLOTS - 1)])
+}
+
+/// A slot for a new record, its version already bumped.
+pub fn alloc() -> u32 {
+  let slot = {
+    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    match free.0.pop() {
+      Some(s) => s,
+      None if (free.1 as usize) < MAX_PAGES * PAGE_SLOTS => {
+        free.1 += 1;
+        free.1 - 1
+      }
+      None => return NO_SLOT,
+    }
+  };
+  bump(slot);
+  slot
+}
+
+/// Gives a removed record's slot back, its version bumped first.
+pub fn free(slot: u32) {
+  if slot == NO_SLOT {
+    return;
+  }
+  bump(slot);
+  FREE.lock().unwrap_or_else(|e| e.into_inner()).0.push(slot);
+}
+
+/// Marks the record in `slot` changed. Called under the record's lock.
+pub fn bump(slot: u32) {
+  if let Some(c) = counter(slot) {
+    c.fetch_add(1, Ordering::Release);
+  }
+}
+
+/// The slot's version (0 for `NO_SLOT`).
+pub fn get(slot: u32) -> u32 {
+  counter(slot).map_or(0, |c| c.load(Ordering::Acquire))
+}
+
+/// The memory of page `index` (allocated on first use; it lives as long as the process), or
+/// `None` past the last page.
+pub fn page_memory(index: u32) -> Option<&'static [AtomicU32]> {
+  ((index as usize) < MAX_PAGES).then(|| page(index as usize))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn versions_move_on_every_change_and_on_reuse() {
+    let a = alloc();
+    let v = get(a);
+    bump(a);
+    assert_eq!(get(a), v + 1);
+    free(a);
+    assert_eq!(get(a), v + 2, "removal changes the version");
+    // Another test may take the freed slot first; whoever takes it bumps it again.
+    let b = alloc();
+    if b == a {
+      assert_eq!(get(b), v + 3, "reuse changes the version");
+    }
+    free(b);
+    let mem = page_memory(a >> PAGE_SHIFT).unwrap();
+    assert_eq!(mem.len(), PAGE_SLOTS);
+    assert!(page_memory(MAX_PAGES as u32).is_none());
+  }
+}

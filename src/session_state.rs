@@ -1,0 +1,465 @@
+//! The native half of the state functions (`updateSessionState`, `getSessionState`,
+//! `getAllSessions`, `getStats`). The package entry (index.js) implements them: it picks the
+//! route of an update, caches shaped states per thread, and shapes results from the layout
+//! declared once in `registry_core::layout`. What it calls here crosses Node-API once per call
+//! with cheap data: one string in, or positional numbers and one string out.
+//!
+//! These functions are internal (`__` names, no typings); index.js does not re-export them.
+
+use std::cell::Cell;
+use std::ptr;
+
+use napi::{sys, Env};
+use napi_derive::napi;
+
+use crate::api::{finish, lookup_id, JsAny};
+use crate::convert;
+use crate::events::{self, ChangeKind};
+use crate::js::{self, Fail, JsResult, Value};
+use crate::tracking;
+use registry_core::config;
+use registry_core::layout::{self, Field, Kind, Text};
+use registry_core::state::{self, StatePatch, Status, FORBIDDEN_KEYS, READ_ONLY_KEYS};
+use registry_core::stats;
+use registry_core::table;
+use registry_core::update;
+use registry_core::versions;
+
+/// Header of the scratch before a packed state: the record's version slot, its version.
+const HEADER: usize = 2;
+
+thread_local! {
+  /// This thread's scratch numbers for one state, lent to its environment as an external
+  /// `ArrayBuffer`. One environment per thread, and a write is read back before anything else
+  /// runs; freed with the thread, after its environment (and every view of it) is gone.
+  static SCRATCH: Box<[Cell<f64>; HEADER + layout::SLOTS]> =
+    Box::new([const { Cell::new(0.0) }; HEADER + layout::SLOTS]);
+}
+
+fn apply(env: js::Env, id: Value, patch: StatePatch) {
+  let Some(id) = lookup_id(env, id) else {
+    return;
+  };
+  let now = js::now_ms();
+  let applied = table::update(&id, None, events::wanted, |r| {
+    ((), Some(r.state.apply_patch(patch, now)))
+  });
+  if let Some((before, after)) = applied.and_then(|a| a.change) {
+    events::emit(&id, ChangeKind::Status, Some(before), Some(after));
+  }
+}
+
+/// `updateSessionState(id, updates)` for any `updates`: read out of JavaScript and checked
+/// (`convert::parse_patch`), then applied. Nothing is changed when it throws.
+#[napi(js_name = "__updateState", skip_typescript)]
+pub fn update_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result<()> {
+  let raw = env.raw();
+  finish(
+    &env,
+    convert::parse_patch(raw, updates.0).map(|patch| apply(raw, session_id.0, patch)),
+  )
+}
+
+/// Sets the two per-call functions, `__updateFlat` and `__state`, on the exports as raw
+/// Node-API callbacks: napi-rs's generic wrapper of a `#[napi]` function was a third of their
+/// cost.
+pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
+  let raw: [(&std::ffi::CStr, js::Callback); 2] =
+    [(c"__updateFlat", update_flat), (c"__state", state)];
+  for (name, cb) in raw {
+    js::set_named(
+      env,
+      exports,
+      name,
+      js::function(env, name, cb, ptr::null_mut())?,
+    )?;
+  }
+  Ok(())
+}
+
+/// `__updateFlat(id, flat)`: `updateSessionState(id, updates)` for a flat update of primitives,
+/// in the form index.js writes (`registry_core::update::parse_flat`): the same rules.
+unsafe extern "C" fn update_flat(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let Some(([id, flat], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
+    return ptr::null_mut();
+  };
+  let patch = with_units(env, flat, update::parse_flat).and_then(|p| p.map_err(Fail::Registry));
+  js::callback_result(
+    env,
+    patch.map(|patch| {
+      apply(env, id, patch);
+      js::undefined(env)
+    }),
+  )
+}
+
+/// Units read into the stack; longer strings are read into the heap.
+const STACK_UNITS: usize = 512;
+
+/// Runs `f` on the UTF-16 units of the string `v` (as V8 copies them out, with no encoding).
+fn with_units<T>(env: js::Env, v: Value, f: impl FnOnce(&[u16]) -> T) -> JsResult<T> {
+  let mut stack = [0u16; STACK_UNITS];
+  let mut len = 0usize;
+  js::ok(unsafe {
+    sys::napi_get_value_string_utf16(env, v, stack.as_mut_ptr(), STACK_UNITS, &mut len)
+  })?;
+  if len + 1 < STACK_UNITS {
+    return Ok(f(&stack[..len]));
+  }
+  // Possibly cut short: ask for the length, then read it whole.
+  js::ok(unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) })?;
+  let mut heap = vec![0u16; len + 1];
+  js::ok(unsafe {
+    sys::napi_get_value_string_utf16(env, v, heap.as_mut_ptr(), len + 1, &mut len)
+  })?;
+  Ok(f(&heap[..len]))
+}
+
+/// `__state(id)`: the state of `id` into this thread's scratch (`[slot, version,
+/// ...layout::pack]`) and its strings as the returned string; `null` for no such session.
+unsafe extern "C" fn state(env: js::Env, info: sys::napi_callback_info) -> Value {
+  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
+    return ptr::null_mut();
+  };
+  let mut text = Text::default();
+  let found = js::with_id(env, id, |id| {
+    table::with_state(id, |s, slot, version| {
+      let mut nums = [0.0; HEADER + layout::SLOTS];
+      nums[0] = f64::from(slot);
+      nums[1] = f64::from(version);
+      layout::pack(s, &mut text, &mut nums[HEADER..]);
+      SCRATCH.with(|scratch| {
+        for (cell, v) in scratch.iter().zip(&nums) {
+          cell.set(*v);
+        }
+      })
+    })
+  })
+  .ok()
+  .flatten();
+  js::callback_result(
+    env,
+    match found {
+      Some(()) => text_value(env, &text),
+      None => Ok(js::null(env)),
+    },
+  )
+}
+
+/// Every session in registration order: `[text, rows, n]`, each row of `rows` (a fresh
+/// `ArrayBuffer` of doubles) being where its strings start in `text`, the id's length, then
+/// `layout::pack`; the id comes first in its strings.
+#[napi(js_name = "__allStates", skip_typescript)]
+pub fn all_states(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, all_states_js(raw).map(JsAny))
+}
+
+fn all_states_js(env: js::Env) -> JsResult<Value> {
+  let row = 2 + layout::SLOTS;
+  let hint = table::len();
+  let mut text = Text::with_capacity(hint * 16);
+  let mut nums: Vec<f64> = Vec::with_capacity(hint * row);
+  let mut order: Vec<(u64, usize)> = Vec::with_capacity(hint);
+  // Packed straight from the table (no copy of the states), in table order; put in
+  // registration order below.
+  table::for_each(|id, r| {
+    let at = nums.len();
+    order.push((r.seq, at));
+    nums.resize(at + row, 0.0);
+    nums[at] = text.len() as f64;
+    nums[at + 1] = f64::from(text.push_str(id));
+    layout::pack(&r.state, &mut text, &mut nums[at + 2..]);
+  });
+  order.sort_unstable_by_key(|o| o.0);
+  let (buf, out) = f64_buffer(env, nums.len())?;
+  for (dst, (_, at)) in out.chunks_exact_mut(row).zip(&order) {
+    dst.copy_from_slice(&nums[*at..*at + row]);
+  }
+  let arr = js::array(env, 3)?;
+  js::set_element(env, arr, 0, text_value(env, &text)?)?;
+  js::set_element(env, arr, 1, buf)?;
+  js::set_element(env, arr, 2, js::number(env, order.len() as f64)?)?;
+  Ok(arr)
+}
+
+/// One `getStats` row: where its text starts, the lengths of id, createdAt, lastActivity (or
+/// [`SAME_AS_CREATED`]) and error (-1: null), flags ([`S_CONNECTED`] ...), status index.
+const STAT_INTS: usize = 7;
+const S_CONNECTED: i32 = 1;
+const S_IDLE: i32 = 2;
+const S_ERROR: i32 = 4;
+/// In place of lastActivity's length: the same string as createdAt.
+const SAME_AS_CREATED: i32 = -2;
+
+/// `getStats()`'s data: `[text, ints, n, idleAfterMs, faultCount, faultLast]`; `ints` (a fresh
+/// `ArrayBuffer` of int32) holds `n` rows of `STAT_INTS`, then the counts by status (untracked
+/// last), then the sizes of inactive, error, connected and disconnected lists. The same fields
+/// and rules as `stats::collect`, read straight from the table: `collect` copies each id and
+/// error and sorts the copies, which perf showed as a fifth of the call.
+#[napi(js_name = "__stats", skip_typescript)]
+pub fn stats_data(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, stats_js(raw).map(JsAny))
+}
+
+fn stats_js(env: js::Env) -> JsResult<Value> {
+  let idle_after = config::idle_after_ms();
+  let now = js::now_ms();
+  let hint = table::len();
+  let mut text = Text::with_capacity(hint * 48);
+  let mut rows: Vec<[i32; STAT_INTS]> = Vec::with_capacity(hint);
+  let mut order: Vec<(u64, u32)> = Vec::with_capacity(hint);
+  let mut by_status = stats::StatusCounts::default();
+  let mut sizes = [0i32; 4];
+  let mut iso = IsoCache::default();
+  table::for_each(|id, r| {
+    let st = &r.state;
+    by_status[stats::status_index(st.status)] += 1;
+    let mut m = [0i32; STAT_INTS];
+    m[0] = text.len() as i32;
+    m[1] = text.push_str(id);
+    m[2] = iso.push(&mut text, st.created_at);
+    // Never active since registered: lastActivity is the very createdAt string.
+    m[3] = if st.last_activity == st.created_at {
+      SAME_AS_CREATED
+    } else {
+      iso.push(&mut text, st.last_activity)
+    };
+    m[4] = text.push_opt(st.error.as_deref());
+    let idle = st.is_idle(now, idle_after as f64);
+    let failed = st.error.as_deref().is_some_and(|e| !e.is_empty());
+    m[5] = (if st.is_connected { S_CONNECTED } else { 0 })
+      | (if idle { S_IDLE } else { 0 })
+      | (if failed { S_ERROR } else { 0 });
+    sizes[0] += i32::from(idle);
+    sizes[1] += i32::from(failed);
+    sizes[2] += i32::from(st.is_connected);
+    sizes[3] += i32::from(!st.is_connected);
+    m[6] = st.status.map_or(-1, |s| s.index() as i32);
+    order.push((r.seq, rows.len() as u32));
+    rows.push(m);
+  });
+  order.sort_unstable_by_key(|o| o.0);
+  let n = rows.len();
+  let (buf, ints) = i32_buffer(env, n * STAT_INTS + by_status.len() + sizes.len())?;
+  for (chunk, (_, i)) in ints.chunks_exact_mut(STAT_INTS).zip(&order) {
+    chunk.copy_from_slice(&rows[*i as usize]);
+  }
+  let tail = &mut ints[n * STAT_INTS..];
+  for (slot, count) in tail.iter_mut().zip(by_status) {
+    *slot = i32::try_from(count).unwrap_or(i32::MAX);
+  }
+  tail[by_status.len()..].copy_from_slice(&sizes);
+  let (count, last) = tracking::faults();
+  let values = [
+    text_value(env, &text)?,
+    buf,
+    js::number(env, n as f64)?,
+    js::number(env, idle_after as f64)?,
+    js::number(env, count as f64)?,
+    js::opt_string(env, last.as_deref())?,
+  ];
+  let arr = js::array(env, values.len())?;
+  for (i, v) in values.into_iter().enumerate() {
+    js::set_element(env, arr, i as u32, v)?;
+  }
+  Ok(arr)
+}
+
+/// What index.js builds its shapers from, once per environment: `{ fields, statusNames,
+/// reservedKeys, scratch, pageShift, noSlot, stats }`. `fields` is `layout::FIELDS` as
+/// `[name, kind, inner?]` rows.
+#[napi(js_name = "__stateLayout", skip_typescript)]
+pub fn state_layout(env: Env) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  finish(&env, layout_js(raw).map(JsAny))
+}
+
+fn fields_js(env: js::Env, fields: &[Field]) -> JsResult<Value> {
+  let arr = js::array(env, fields.len())?;
+  for (i, f) in fields.iter().enumerate() {
+    let (kind, inner) = match f.kind {
+      Kind::Num(_) => ("num", None),
+      Kind::OptNum(_) => ("optNum", None),
+      Kind::Bool(_) => ("bool", None),
+      Kind::OptStr(_) => ("optStr", None),
+      Kind::Status(_) => ("status", None),
+      Kind::Group(_, inner) => ("group", Some(inner)),
+    };
+    let row = js::array(env, 3)?;
+    js::set_element(env, row, 0, js::string(env, f.name)?)?;
+    js::set_element(env, row, 1, js::string(env, kind)?)?;
+    if let Some(inner) = inner {
+      js::set_element(env, row, 2, fields_js(env, inner)?)?;
+    }
+    js::set_element(env, arr, i as u32, row)?;
+  }
+  Ok(arr)
+}
+
+fn layout_js(env: js::Env) -> JsResult<Value> {
+  let o = js::object(env)?;
+  js::set_named(env, o, c"fields", fields_js(env, layout::FIELDS)?)?;
+  let names = js::array(env, Status::ALL.len())?;
+  for (i, s) in Status::ALL.iter().enumerate() {
+    js::set_element(env, names, i as u32, js::string(env, s.as_str())?)?;
+  }
+  js::set_named(env, o, c"statusNames", names)?;
+  let reserved = js::array(env, FORBIDDEN_KEYS.len() + READ_ONLY_KEYS.len())?;
+  for (i, key) in FORBIDDEN_KEYS.iter().chain(&READ_ONLY_KEYS).enumerate() {
+    js::set_element(env, reserved, i as u32, js::string(env, key)?)?;
+  }
+  js::set_named(env, o, c"reservedKeys", reserved)?;
+  let scratch = SCRATCH.with(|s| (s.as_ptr(), s.len()));
+  let buf = external_buffer(env, scratch.0.cast_mut().cast(), scratch.1 * 8)?;
+  js::set_named(env, o, c"scratch", buf)?;
+  js::set_named(
+    env,
+    o,
+    c"pageShift",
+    js::number(env, f64::from(versions::PAGE_SHIFT))?,
+  )?;
+  js::set_named(
+    env,
+    o,
+    c"noSlot",
+    js::number(env, f64::from(versions::NO_SLOT))?,
+  )?;
+  let st = js::object(env)?;
+  for (name, v) in [
+    (c"ints", STAT_INTS as i32),
+    (c"connected", S_CONNECTED),
+    (c"idle", S_IDLE),
+    (c"error", S_ERROR),
+    (c"sameAsCreated", SAME_AS_CREATED),
+  ] {
+    js::set_named(env, st, name, js::number(env, f64::from(v))?)?;
+  }
+  js::set_named(env, o, c"stats", st)?;
+  Ok(o)
+}
+
+/// Page `index` of the version counters, as an external `ArrayBuffer` of uint32 over memory
+/// that lives as long as the process (`undefined` past the last page).
+#[napi(js_name = "__versionPage", skip_typescript)]
+pub fn version_page(env: Env, index: u32) -> napi::Result<JsAny> {
+  let raw = env.raw();
+  let page = versions::page_memory(index);
+  finish(
+    &env,
+    match page {
+      Some(p) => external_buffer(raw, p.as_ptr().cast_mut().cast(), p.len() * 4).map(JsAny),
+      None => Ok(JsAny(js::undefined(raw))),
+    },
+  )
+}
+
+/// An `ArrayBuffer` over memory that outlives every view of it (no finalizer).
+fn external_buffer(env: js::Env, data: *mut std::ffi::c_void, bytes: usize) -> JsResult<Value> {
+  let mut v = ptr::null_mut();
+  js::ok(unsafe {
+    sys::napi_create_external_arraybuffer(env, data, bytes, None, ptr::null_mut(), &mut v)
+  })?;
+  Ok(v)
+}
+
+/// The one JS string of a result.
+fn text_value(env: js::Env, text: &Text) -> JsResult<Value> {
+  let mut v = ptr::null_mut();
+  js::ok(unsafe {
+    match &text.wide {
+      None => sys::napi_create_string_latin1(
+        env,
+        text.latin1.as_ptr().cast(),
+        text.latin1.len() as isize,
+        &mut v,
+      ),
+      Some(w) => sys::napi_create_string_utf16(env, w.as_ptr(), w.len() as isize, &mut v),
+    }
+  })?;
+  Ok(v)
+}
+
+/// A fresh `ArrayBuffer` of `n` doubles and a Rust view of it.
+fn f64_buffer<'a>(env: js::Env, n: usize) -> JsResult<(Value, &'a mut [f64])> {
+  let (buf, data) = raw_buffer(env, n * 8)?;
+  // Fresh, zeroed, aligned memory that nothing else sees until index.js reads it.
+  Ok((buf, unsafe {
+    std::slice::from_raw_parts_mut(data.cast(), n)
+  }))
+}
+
+fn i32_buffer<'a>(env: js::Env, n: usize) -> JsResult<(Value, &'a mut [i32])> {
+  let (buf, data) = raw_buffer(env, n * 4)?;
+  Ok((buf, unsafe {
+    std::slice::from_raw_parts_mut(data.cast(), n)
+  }))
+}
+
+fn raw_buffer(env: js::Env, bytes: usize) -> JsResult<(Value, *mut u8)> {
+  let mut data = ptr::null_mut();
+  let mut buf = ptr::null_mut();
+  js::ok(unsafe { sys::napi_create_arraybuffer(env, bytes.max(8), &mut data, &mut buf) })?;
+  if data.is_null() || !data.cast::<f64>().is_aligned() {
+    return Err(Fail::Js);
+  }
+  Ok((buf, data.cast()))
+}
+
+/// `state::write_iso` with the date part kept from one call to the next: sessions mostly share
+/// a handful of days, and the calendar arithmetic was an eighth of `getStats` (perf).
+#[derive(Default)]
+struct IsoCache {
+  day: Option<i64>,
+  date: [u8; 11],
+}
+
+impl IsoCache {
+  /// Appends the ISO form of `epoch_ms` (nothing for an invalid time, as `write_iso`); returns
+  /// its length.
+  fn push(&mut self, text: &mut Text, epoch_ms: f64) -> i32 {
+    let mut out = [0u8; 24];
+    let len = if epoch_ms.is_finite() && self.day.is_some() {
+      let ms_total = epoch_ms.floor() as i64;
+      if Some(ms_total.div_euclid(86_400_000)) == self.day {
+        out[..11].copy_from_slice(&self.date);
+        write_time(ms_total.rem_euclid(86_400_000), &mut out);
+        24
+      } else {
+        self.full(epoch_ms, &mut out)
+      }
+    } else {
+      self.full(epoch_ms, &mut out)
+    };
+    text.push_ascii(&out[..len]);
+    len as i32
+  }
+
+  fn full(&mut self, epoch_ms: f64, out: &mut [u8; 24]) -> usize {
+    let len = state::write_iso(epoch_ms, out);
+    if len == 24 {
+      self.day = Some((epoch_ms.floor() as i64).div_euclid(86_400_000));
+      self.date.copy_from_slice(&out[..11]);
+    }
+    len
+  }
+}
+
+/// `HH:mm:ss.sssZ` at bytes 11.. of `out`, as `state::write_iso` writes it.
+fn write_time(ms_of_day: i64, out: &mut [u8; 24]) {
+  let two = |out: &mut [u8; 24], at: usize, v: i64| {
+    out[at] = b'0' + (v / 10) as u8;
+    out[at + 1] = b'0' + (v % 10) as u8;
+  };
+  two(out, 11, ms_of_day / 3_600_000);
+  out[13] = b':';
+  two(out, 14, ms_of_day / 60_000 % 60);
+  out[16] = b':';
+  two(out, 17, ms_of_day / 1000 % 60);
+  out[19] = b'.';
+  let ms = ms_of_day % 1000;
+  out[20] = b'0' + (ms / 100) as u8;
+  two(out, 21, ms % 100);
+  out[23] = b'Z';
+}
