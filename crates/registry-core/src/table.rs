@@ -115,7 +115,9 @@ pub fn remove(id: &str, generation: Option<u64>) -> Option<SessionRecord> {
 /// Removes the record of `id` if `owner` owns it: an environment removing its own session
 /// (another thread may have taken the id over meanwhile; that record is not ours to remove).
 pub fn remove_owned(id: &str, owner: EnvKey) -> Option<SessionRecord> {
-  TABLE.remove_if(id, |_, r| r.owner == owner).map(|(_, r)| r)
+  let (_, r) = TABLE.remove_if(id, |_, r| r.owner == owner)?;
+  versions::free(r.slot);
+  Some(r)
 }
 
 /// Whether `owner` owns the record of `id`.
@@ -283,6 +285,26 @@ pub(crate) mod tests {
     );
     assert_eq!(remove_owned("own", 2).unwrap().state.thread_id, 5);
     assert!(get("own").is_none() && !is_owned_by("own", 2));
+  }
+
+  #[test]
+  fn every_removal_moves_the_version_a_reader_cached() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    for remove_it in [
+      (|id: &str| remove(id, None).is_some()) as fn(&str) -> bool,
+      |id| remove_owned(id, 1).is_some(),
+      |_| remove_owned_by(1).len() == 1,
+    ] {
+      register("v", 1, 0, false, false, 1.0).unwrap();
+      let (slot, seen) = with_state("v", |_, slot, version| (slot, version)).unwrap();
+      assert!(remove_it("v"));
+      assert_ne!(
+        versions::get(slot),
+        seen,
+        "a cached copy of a removed session must not look current"
+      );
+    }
   }
 
   #[test]
