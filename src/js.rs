@@ -248,6 +248,20 @@ pub fn function(
   out!(napi_create_function(env, name.as_ptr(), -1, Some(cb), data))
 }
 
+/// Sets each `(name, callback)` on `exports` as a raw native function: for the calls where
+/// napi-rs's generic wrapper of a `#[napi]` function would be a large part of the cost.
+pub fn install_raw(env: Env, exports: Value, raw: &[(&CStr, Callback)]) -> JsResult<()> {
+  for &(name, cb) in raw {
+    set_named(
+      env,
+      exports,
+      name,
+      function(env, name, cb, ptr::null_mut())?,
+    )?;
+  }
+  Ok(())
+}
+
 /// Ends a native callback: the value, or `NULL` with the failure thrown.
 pub fn callback_result(env: Env, r: JsResult<Value>) -> Value {
   r.unwrap_or_else(|f| {

@@ -88,22 +88,7 @@ pub fn spawn<F>(env: Env, keep_alive: KeepAlive, work: F) -> JsResult<Value>
 where
   F: Future<Output = Result<Outcome, RegistryError>> + Send + 'static,
 {
-  let mut deferred = ptr::null_mut();
-  let mut promise = ptr::null_mut();
-  js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
-  let deferred = Deferred(deferred);
-  let channel = match Channel::new(env, None, settle, keep_alive == KeepAlive::No) {
-    Ok(c) => c,
-    Err(e) => {
-      // Settle at once rather than leave the promise pending forever.
-      let err = js::error_value(
-        env,
-        &RegistryError::Internal("cannot start the async work".into()),
-      )?;
-      unsafe { sys::napi_reject_deferred(env, deferred.0, err) };
-      return Err(e);
-    }
-  };
+  let (promise, deferred, channel) = promise_with_channel(env, keep_alive)?;
   napi::bindgen_prelude::spawn(async move {
     let watched = channel.clone();
     let gone = async move {
@@ -131,22 +116,31 @@ pub struct Pending {
 /// A new promise and its [`Pending`] half. With [`KeepAlive::No`] the promise does not hold
 /// the event loop open while it waits.
 pub fn pending(env: Env, keep_alive: KeepAlive) -> JsResult<(Value, Pending)> {
+  let (promise, deferred, channel) = promise_with_channel(env, keep_alive)?;
+  Ok((promise, Pending { deferred, channel }))
+}
+
+/// A new promise, and the channel that will carry its settlement back to this thread. If the
+/// channel cannot be made, the promise is rejected at once rather than left pending forever.
+fn promise_with_channel(
+  env: Env,
+  keep_alive: KeepAlive,
+) -> JsResult<(Value, Deferred, Arc<Channel<Settlement>>)> {
   let mut deferred = ptr::null_mut();
   let mut promise = ptr::null_mut();
   js::ok(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
   let deferred = Deferred(deferred);
-  let channel = match Channel::new(env, None, settle, keep_alive == KeepAlive::No) {
-    Ok(c) => c,
+  match Channel::new(env, None, settle, keep_alive == KeepAlive::No) {
+    Ok(channel) => Ok((promise, deferred, channel)),
     Err(e) => {
       let err = js::error_value(
         env,
         &RegistryError::Internal("cannot create the promise's channel".into()),
       )?;
-      unsafe { sys::napi_reject_deferred(env, deferred.0, err) };
-      return Err(e);
+      js::ok(unsafe { sys::napi_reject_deferred(env, deferred.0, err) })?;
+      Err(e)
     }
-  };
-  Ok((promise, Pending { deferred, channel }))
+  }
 }
 
 impl Pending {

@@ -64,17 +64,11 @@ pub fn update_state(env: Env, session_id: JsAny, updates: JsAny) -> napi::Result
 /// Node-API callbacks: napi-rs's generic wrapper of a `#[napi]` function was a third of their
 /// cost.
 pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
-  let raw: [(&std::ffi::CStr, js::Callback); 2] =
-    [(c"__updateFlat", update_flat), (c"__state", state)];
-  for (name, cb) in raw {
-    js::set_named(
-      env,
-      exports,
-      name,
-      js::function(env, name, cb, ptr::null_mut())?,
-    )?;
-  }
-  Ok(())
+  js::install_raw(
+    env,
+    exports,
+    &[(c"__updateFlat", update_flat), (c"__state", state)],
+  )
 }
 
 /// `__updateFlat(id, flat)`: `updateSessionState(id, updates)` for a flat update of primitives,

@@ -30,15 +30,7 @@ const RAW: [(&std::ffi::CStr, js::Callback); 3] = [
 
 /// Puts the raw callbacks of this module on the exports object.
 pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
-  for (name, cb) in RAW {
-    js::set_named(
-      env,
-      exports,
-      name,
-      js::function(env, name, cb, ptr::null_mut())?,
-    )?;
-  }
-  Ok(())
+  js::install_raw(env, exports, &RAW)
 }
 
 fn finish<T>(env: &Env, r: JsResult<T>) -> napi::Result<T> {
