@@ -214,9 +214,11 @@ fn subscribe(env: js::Env, listener: Value) -> JsResult<Value> {
 }
 
 unsafe extern "C" fn unsubscribe_cb(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let args = unsafe { js::cb_args::<0>(env, info) };
-  let removed = args.is_some_and(|(_, id)| events::unsubscribe(id as usize as u64));
-  js::boolean(env, removed).unwrap_or(ptr::null_mut())
+  js::guard(env, || {
+    let args = unsafe { js::cb_args::<0>(env, info) };
+    let removed = args.is_some_and(|(_, id)| events::unsubscribe(id as usize as u64));
+    js::boolean(env, removed).unwrap_or(ptr::null_mut())
+  })
 }
 
 /// Resolves with the session's state when it reaches `status` (at once if it already has it).

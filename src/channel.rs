@@ -69,7 +69,11 @@ unsafe extern "C" fn call_js<T: Send + 'static>(
   if closed {
     return;
   }
-  (context.deliver)(env, callback, *message);
+  // A panic must not unwind into Node (it would abort the process): the message is dropped.
+  let deliver = context.deliver;
+  let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    deliver(env, callback, *message)
+  }));
   // Never leave an exception pending here: Node would treat it as uncaught.
   js::take_exception(env);
 }

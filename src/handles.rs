@@ -82,7 +82,8 @@ unsafe extern "C" fn cleanup_hook(arg: *mut c_void) {
   }
   ENVS.remove(&key);
   if let Some(teardown) = TEARDOWN.get() {
-    teardown(key);
+    // A panic must not unwind into Node (it would abort the process while a thread exits).
+    let _ = std::panic::catch_unwind(move || teardown(key));
   }
 }
 

@@ -262,6 +262,29 @@ pub fn install_raw(env: Env, exports: Value, raw: &[(&CStr, Callback)]) -> JsRes
   Ok(())
 }
 
+/// Runs the body of a native callback. A Rust panic inside becomes a thrown `ERR_INTERNAL`
+/// instead of unwinding into Node: a panic cannot cross an `extern "C"` frame, so it would
+/// abort the process.
+pub fn guard(env: Env, body: impl FnOnce() -> Value) -> Value {
+  match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+    Ok(v) => v,
+    Err(panic) => {
+      let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+      throw_fail(
+        env,
+        Fail::Registry(RegistryError::Internal(format!(
+          "the registry failed inside (please report it): {what}"
+        ))),
+      );
+      ptr::null_mut()
+    }
+  }
+}
+
 /// Ends a native callback: the value, or `NULL` with the failure thrown.
 pub fn callback_result(env: Env, r: JsResult<Value>) -> Value {
   r.unwrap_or_else(|f| {

@@ -74,17 +74,19 @@ pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
 /// `__updateFlat(id, flat)`: `updateSessionState(id, updates)` for a flat update of primitives,
 /// in the form index.js writes (`registry_core::update::parse_flat`): the same rules.
 unsafe extern "C" fn update_flat(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id, flat], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  let patch = with_units(env, flat, update::parse_flat).and_then(|p| p.map_err(Fail::Registry));
-  js::callback_result(
-    env,
-    patch.map(|patch| {
-      apply(env, id, patch);
-      js::undefined(env)
-    }),
-  )
+  js::guard(env, || {
+    let Some(([id, flat], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let patch = with_units(env, flat, update::parse_flat).and_then(|p| p.map_err(Fail::Registry));
+    js::callback_result(
+      env,
+      patch.map(|patch| {
+        apply(env, id, patch);
+        js::undefined(env)
+      }),
+    )
+  })
 }
 
 /// Units read into the stack; longer strings are read into the heap.
@@ -112,32 +114,34 @@ fn with_units<T>(env: js::Env, v: Value, f: impl FnOnce(&[u16]) -> T) -> JsResul
 /// `__state(id)`: the state of `id` into this thread's scratch (`[slot, version,
 /// ...layout::pack]`) and its strings as the returned string; `null` for no such session.
 unsafe extern "C" fn state(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  let mut text = Text::default();
-  let found = js::with_id(env, id, |id| {
-    table::with_state(id, |s, slot, version| {
-      let mut nums = [0.0; HEADER + layout::SLOTS];
-      nums[0] = f64::from(slot);
-      nums[1] = f64::from(version);
-      layout::pack(s, &mut text, &mut nums[HEADER..]);
-      SCRATCH.with(|scratch| {
-        for (cell, v) in scratch.iter().zip(&nums) {
-          cell.set(*v);
-        }
+  js::guard(env, || {
+    let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let mut text = Text::default();
+    let found = js::with_id(env, id, |id| {
+      table::with_state(id, |s, slot, version| {
+        let mut nums = [0.0; HEADER + layout::SLOTS];
+        nums[0] = f64::from(slot);
+        nums[1] = f64::from(version);
+        layout::pack(s, &mut text, &mut nums[HEADER..]);
+        SCRATCH.with(|scratch| {
+          for (cell, v) in scratch.iter().zip(&nums) {
+            cell.set(*v);
+          }
+        })
       })
     })
+    .ok()
+    .flatten();
+    js::callback_result(
+      env,
+      match found {
+        Some(()) => text_value(env, &text),
+        None => Ok(js::null(env)),
+      },
+    )
   })
-  .ok()
-  .flatten();
-  js::callback_result(
-    env,
-    match found {
-      Some(()) => text_value(env, &text),
-      None => Ok(js::null(env)),
-    },
-  )
 }
 
 /// Every session in registration order: `[text, rows, n]`, each row of `rows` (a fresh

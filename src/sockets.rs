@@ -69,16 +69,18 @@ pub fn attach_sockets(env: Env, on_revoked: JsAny) -> napi::Result<JsAny> {
 ///
 /// `__register(id, track, takeover)`, a raw callback (see [`install`]).
 unsafe extern "C" fn register(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id, track, takeover], _)) = (unsafe { js::cb_args::<3>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  let track = js::get_bool(env, track).unwrap_or(true);
-  let takeover = js::get_bool(env, takeover).unwrap_or(false);
-  let decided = crate::fast::with_id(env, id, |id| register_id(id, track, takeover))
-    .unwrap_or_else(|| {
-      Err(RegistryError::Internal("the session id is not a string".into()).into())
-    });
-  js::callback_result(env, decided.and_then(|g| js::number(env, g)))
+  js::guard(env, || {
+    let Some(([id, track, takeover], _)) = (unsafe { js::cb_args::<3>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let track = js::get_bool(env, track).unwrap_or(true);
+    let takeover = js::get_bool(env, takeover).unwrap_or(false);
+    let decided = crate::fast::with_id(env, id, |id| register_id(id, track, takeover))
+      .unwrap_or_else(|| {
+        Err(RegistryError::Internal("the session id is not a string".into()).into())
+      });
+    js::callback_result(env, decided.and_then(|g| js::number(env, g)))
+  })
 }
 
 fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
@@ -107,19 +109,21 @@ fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
 ///
 /// `__unregister(id)`, a raw callback (see [`install`]).
 unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  let owner = handles::current().map(|c| c.0);
-  let found = crate::fast::with_id(env, id, |id| {
-    let removed = owner.and_then(|owner| table::remove_owned(id, owner));
-    let found = removed.is_some();
-    if let Some(record) = removed {
-      events::emit(id, ChangeKind::Removed, Some(record.state), None);
-    }
-    found
-  });
-  js::boolean(env, found.unwrap_or(false)).unwrap_or(ptr::null_mut())
+  js::guard(env, || {
+    let Some(([id], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let owner = handles::current().map(|c| c.0);
+    let found = crate::fast::with_id(env, id, |id| {
+      let removed = owner.and_then(|owner| table::remove_owned(id, owner));
+      let found = removed.is_some();
+      if let Some(record) = removed {
+        events::emit(id, ChangeKind::Removed, Some(record.state), None);
+      }
+      found
+    });
+    js::boolean(env, found.unwrap_or(false)).unwrap_or(ptr::null_mut())
+  })
 }
 
 /// The sessions other threads took over from this one since the last call, as an array of
@@ -218,12 +222,14 @@ pub fn untracked(env: Env, id: JsAny, generation: f64, reason: String) {
 ///
 /// `__healthWatched(id, generation)`, a raw callback (see [`install`]).
 unsafe extern "C" fn health_watched(env: js::Env, info: sys::napi_callback_info) -> Value {
-  let Some(([id, generation], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
-    return ptr::null_mut();
-  };
-  let generation = js::get_number(env, generation).map_or(0, self::generation);
-  let watched = crate::fast::with_id(env, id, |id| tracking::is_watched(id, generation));
-  js::boolean(env, watched.unwrap_or(false)).unwrap_or(ptr::null_mut())
+  js::guard(env, || {
+    let Some(([id, generation], _)) = (unsafe { js::cb_args::<2>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let generation = js::get_number(env, generation).map_or(0, self::generation);
+    let watched = crate::fast::with_id(env, id, |id| tracking::is_watched(id, generation));
+    js::boolean(env, watched.unwrap_or(false)).unwrap_or(ptr::null_mut())
+  })
 }
 
 /// The health pass saw the socket's websocket closed twice in a row: the session closes.

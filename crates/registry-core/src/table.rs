@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
 
 use crate::errors::RegistryError;
 use crate::state::{SessionState, Status, Transition};
@@ -33,7 +34,10 @@ pub struct SessionRecord {
   pub slot: u32,
 }
 
-static TABLE: LazyLock<DashMap<String, SessionRecord>> = LazyLock::new(DashMap::new);
+// Session ids are chosen by the bot that runs the sessions, not by an attacker: a fast hash
+// (FxHash) beats the default SipHash on every lookup, registration and removal.
+static TABLE: LazyLock<DashMap<String, SessionRecord, FxBuildHasher>> =
+  LazyLock::new(|| DashMap::with_hasher(FxBuildHasher));
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
