@@ -397,7 +397,7 @@ pub fn init(env: Env, exports: napi::bindgen_prelude::Object) -> napi::Result<()
 /// `worker_threads.threadId` of this environment (0 on the main thread).
 ///
 /// `process.getBuiltinModule` exists from Node 20.16 only; on older versions the package's
-/// loader (`loader.js`), which can `require`, leaves the id in [`LOADER_THREAD_ID`] for the
+/// entry (`index.js`), which can `require`, leaves the id in [`LOADER_THREAD_ID`] for the
 /// duration of the load.
 fn current_thread_id(env: js::Env) -> u32 {
   let read = || -> JsResult<Option<u32>> {
@@ -422,7 +422,7 @@ fn current_thread_id(env: js::Env) -> u32 {
   })
 }
 
-/// The global through which `loader.js` hands over `worker_threads.threadId` while it loads the
+/// The global through which `index.js` hands over `worker_threads.threadId` while it loads the
 /// addon (and deletes right after).
 const LOADER_THREAD_ID: &std::ffi::CStr = c"__baileysSocketRegistryThreadId";
 

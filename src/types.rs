@@ -130,7 +130,7 @@ pub enum RegistryErrorCode {
   /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
   #[napi(value = "ERR_INTERNAL")]
   Internal,
-  /// Thrown by the package's entry point (`loader.js`) at import time when no native binary
+  /// Thrown by the package's entry point (`index.js`) at import time when no native binary
   /// for this platform could be loaded; the message says what to install or build.
   #[napi(value = "ERR_NATIVE_BINDING_NOT_FOUND")]
   NativeBindingNotFound,
