@@ -591,27 +591,37 @@ function silencedEmit (original) {
 
 function ignoreEndRejection () {}
 
+const NOT_CALLED = Symbol('not called')
+
+/**
+ * Calls `target[name](...args)` on behalf of a socket being let go: a read or a call that
+ * throws is recorded as the socket's fault (`readFault` / `callFault`), never thrown.
+ * Returns the call's result, or `NOT_CALLED` when there was nothing to call or it threw.
+ */
+function callForSocket (id, target, name, args, readFault, callFault) {
+  let method
+  try {
+    method = target[name]
+  } catch (e) {
+    fault(id, readFault, e)
+    return NOT_CALLED
+  }
+  if (typeof method !== 'function') return NOT_CALLED
+  try {
+    return apply(method, target, args)
+  } catch (e) {
+    fault(id, callFault, e)
+    return NOT_CALLED
+  }
+}
+
 /**
  * Calls `socket.end(undefined)`. Baileys 7 returns a promise: its rejection is caught here so
  * it never surfaces as an unhandled rejection.
  */
 function endSocket (id, socket) {
-  let end
-  try {
-    end = socket.end
-  } catch (e) {
-    fault(id, 'reading socket.end', e)
-    return
-  }
-  if (typeof end !== 'function') return
-  let result
-  try {
-    result = apply(end, socket, [undefined])
-  } catch (e) {
-    fault(id, 'end() threw', e)
-    return
-  }
-  if (!isObject(result)) return
+  const result = callForSocket(id, socket, 'end', [undefined], 'reading socket.end', 'end() threw')
+  if (result === NOT_CALLED || !isObject(result)) return
   let then
   try {
     then = result.then
@@ -639,19 +649,7 @@ function endSocket (id, socket) {
 function ignoreAbortedHandshake () {}
 
 function guardWsError (id, ws) {
-  let on
-  try {
-    on = ws.on
-  } catch (e) {
-    fault(id, 'reading ws.on', e)
-    return
-  }
-  if (typeof on !== 'function') return
-  try {
-    apply(on, ws, ['error', ignoreAbortedHandshake])
-  } catch (e) {
-    fault(id, "ws.on('error') threw", e)
-  }
+  callForSocket(id, ws, 'on', ['error', ignoreAbortedHandshake], 'reading ws.on', "ws.on('error') threw")
 }
 
 // ---- health pass
