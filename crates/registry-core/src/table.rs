@@ -109,13 +109,6 @@ pub fn register(
   }
 }
 
-/// Removes the record if it is still the given generation (or any generation with `None`).
-pub fn remove(id: &str, generation: Option<u64>) -> Option<SessionRecord> {
-  let (_, r) = TABLE.remove_if(id, |_, r| generation.is_none_or(|g| r.generation == g))?;
-  versions::free(r.slot);
-  Some(r)
-}
-
 /// Removes the record of `id` if `owner` owns it: an environment removing its own session
 /// (another thread may have taken the id over meanwhile; that record is not ours to remove).
 pub fn remove_owned(id: &str, owner: EnvKey) -> Option<SessionRecord> {
@@ -296,8 +289,7 @@ pub(crate) mod tests {
     let _g = SERIAL.lock().unwrap();
     clear_for_tests();
     for remove_it in [
-      (|id: &str| remove(id, None).is_some()) as fn(&str) -> bool,
-      |id| remove_owned(id, 1).is_some(),
+      (|id: &str| remove_owned(id, 1).is_some()) as fn(&str) -> bool,
       |_| remove_owned_by(1).len() == 1,
     ] {
       register("v", 1, 0, false, false, 1.0).unwrap();
@@ -337,12 +329,6 @@ pub(crate) mod tests {
     );
     let (before, after) = fresh.unwrap().change.unwrap();
     assert!(!before.is_connected && after.is_connected);
-    assert!(
-      remove("s2", Some(old)).is_none(),
-      "an old generation cannot remove the new record"
-    );
-    assert!(remove("s2", Some(new)).is_some());
-    assert!(get("s2").is_none());
   }
 
   #[test]
