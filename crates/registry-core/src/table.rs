@@ -76,26 +76,14 @@ pub fn register(
     stuck_reported: false,
     slot: versions::NO_SLOT,
   };
+  // A replaced id is found without copying it: `entry` needs an owned key, whose allocation
+  // showed in perf on every replace. A new id is looked up twice (the entry locks again, so a
+  // registration by another thread in between is still seen).
+  if let Some(mut old) = TABLE.get_mut(id) {
+    return replace(id, &mut old, record, owner, takeover);
+  }
   match TABLE.entry(id.to_owned()) {
-    Entry::Occupied(mut slot) => {
-      let old = slot.get();
-      if old.owner != owner && !takeover {
-        return Err(RegistryError::SessionOwnedByOtherThread {
-          session_id: id.to_owned(),
-          thread_id: old.state.thread_id,
-        });
-      }
-      let previous = Some((old.owner, old.generation));
-      record.seq = old.seq;
-      record.slot = old.slot;
-      versions::bump(record.slot);
-      std::mem::swap(slot.get_mut(), &mut record);
-      Ok(Registered {
-        generation,
-        previous,
-        previous_state: Some(record.state),
-      })
-    }
+    Entry::Occupied(mut slot) => replace(id, slot.get_mut(), record, owner, takeover),
     Entry::Vacant(slot) => {
       record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
       record.slot = versions::alloc();
@@ -107,6 +95,34 @@ pub fn register(
       })
     }
   }
+}
+
+/// `register` over an existing record `old` (under its lock): refused when another
+/// environment owns it and this is no takeover.
+fn replace(
+  id: &str,
+  old: &mut SessionRecord,
+  mut record: SessionRecord,
+  owner: EnvKey,
+  takeover: bool,
+) -> Result<Registered, RegistryError> {
+  if old.owner != owner && !takeover {
+    return Err(RegistryError::SessionOwnedByOtherThread {
+      session_id: id.to_owned(),
+      thread_id: old.state.thread_id,
+    });
+  }
+  let previous = Some((old.owner, old.generation));
+  record.seq = old.seq;
+  record.slot = old.slot;
+  versions::bump(record.slot);
+  let generation = record.generation;
+  std::mem::swap(old, &mut record);
+  Ok(Registered {
+    generation,
+    previous,
+    previous_state: Some(record.state),
+  })
 }
 
 /// Removes the record of `id` if `owner` owns it: an environment removing its own session
