@@ -734,7 +734,7 @@ function healthPass () {
 }
 
 // More built-ins the state section relies on, taken now like those above.
-const { create, setPrototypeOf, keys: objectKeys } = Object
+const { create, setPrototypeOf, keys: objectKeys, hasOwn } = Object
 const ArraySlice = Array.prototype.slice
 const { stringify, parse } = JSON
 const ObjectPrototype = Object.prototype
@@ -759,6 +759,7 @@ const NewFunction = Function
 const {
   __updateState: nativeUpdate,
   __updateFlat: nativeUpdateFlat,
+  __updateKnown: nativeUpdateKnown,
   __state: nativeState,
   __allStates: nativeAllStates,
   __stats: nativeStats,
@@ -779,6 +780,15 @@ for (const key of LAYOUT.reservedKeys) RESERVED[key] = true
 const FAST_KEYS = 64
 const FAST_KEY_UNITS = 1024
 const FAST_STRING_UNITS = 65536
+// The mask of `__updateKnown` (src/session_state.rs): an update of the registry's own fields.
+const KNOWN = LAYOUT.known
+const KNOWN_IS_CONNECTED = KNOWN.isConnected
+const KNOWN_CONNECTED = KNOWN.connected
+const KNOWN_ERROR = KNOWN.error
+const KNOWN_STATUS = KNOWN.status
+const KNOWN_STATUS_SHIFT = KNOWN.statusShift
+const STATUS_INDEX = create(null)
+for (let i = 0; i < STATUS_NAMES.length; i++) STATUS_INDEX[STATUS_NAMES[i]] = i
 
 const { shape, shapeCustom, copy, copyCustom } = compileShapers(LAYOUT.fields)
 
@@ -850,9 +860,10 @@ function versionPage (slot) {
   return page
 }
 
-// Per thread: id -> { page, index, version, state, custom } of the last state shaped for it
-// (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
-// and `custom` are never handed out, only copies.
+// Per thread: id -> { slot, page, index, version, state, custom } of the last state shaped for
+// it (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
+// and `custom` are never handed out, only copies. An update made by this thread brings the
+// entry along (`refreshCached`) instead of making the next read ask again.
 const stateCache = ownMap()
 
 /**
@@ -875,9 +886,14 @@ function updateSessionState (sessionId, updates) {
   const names = objectKeys(updates)
   const n = names.length
   if (n > FAST_KEYS) return nativeUpdate(sessionId, updates)
-  let flat = ''
-  // What was read, for the object reader if it has to take over.
+  // What was read: for the flat form, for the cached state, and for the object reader if it
+  // has to take over.
   const values = new Array(n)
+  // While every key is one of the registry's own fields with a value of its type, the update
+  // crosses as a mask (`__updateKnown`): no string to build or parse.
+  let known = true
+  let mask = 0
+  let error = null
   for (let i = 0; i < n; i++) {
     const key = names[i]
     if (key.length > FAST_KEY_UNITS || RESERVED[key] === true) {
@@ -886,16 +902,97 @@ function updateSessionState (sessionId, updates) {
     const value = updates[key]
     values[i] = value
     const type = typeof value
+    // -0 would read back as 0: left to the object reader, like objects and long strings.
+    if (!(type === 'boolean' || value === null || type === 'undefined' ||
+      (type === 'string' && value.length <= FAST_STRING_UNITS) ||
+      (type === 'number' && (value !== 0 || 1 / value > 0)))) {
+      return nativeUpdate(sessionId, rest(updates, names, i + 1, values))
+    }
+    if (!known) continue
+    if (key === 'isConnected' && type === 'boolean') {
+      mask |= value ? KNOWN_IS_CONNECTED | KNOWN_CONNECTED : KNOWN_IS_CONNECTED
+    } else if (key === 'error' && (type === 'string' || value === null || type === 'undefined')) {
+      mask |= KNOWN_ERROR
+      error = type === 'string' ? value : null
+    } else if (key === 'status' && (value === null || type === 'undefined' || (type === 'string' && STATUS_INDEX[value] !== undefined))) {
+      const index = type === 'string' ? STATUS_INDEX[value] : STATUS_NAMES.length
+      mask |= KNOWN_STATUS | (index << KNOWN_STATUS_SHIFT)
+    } else {
+      known = false
+    }
+  }
+  if (known) nativeUpdateKnown(sessionId, mask, error)
+  else nativeUpdateFlat(sessionId, flatForm(names, values, n))
+  if (stateCache.size !== 0) refreshCached(sessionId, names, values, n)
+}
+
+/**
+ * The flat form of an update of primitives (registry_core::update::parse_flat describes it):
+ * pairs of `<length>:<key>` and a typed value.
+ */
+function flatForm (names, values, n) {
+  let flat = ''
+  for (let i = 0; i < n; i++) {
+    const key = names[i]
+    const value = values[i]
+    const type = typeof value
     flat += key.length + ':' + key
     if (type === 'boolean') flat += value ? 't' : 'f'
     else if (value === null) flat += 'n'
     else if (type === 'undefined') flat += 'u'
-    else if (type === 'string' && value.length <= FAST_STRING_UNITS) flat += 's' + value.length + ':' + value
-    // -0 would read back as 0: left to the object reader.
-    else if (type === 'number' && (value !== 0 || 1 / value > 0)) flat += 'd' + value + ';'
-    else return nativeUpdate(sessionId, rest(updates, names, i + 1, values))
+    else if (type === 'string') flat += 's' + value.length + ':' + value
+    else flat += 'd' + value + ';'
   }
-  return nativeUpdateFlat(sessionId, flat)
+  return flat
+}
+
+/**
+ * After this thread updated `id` with the primitives `values`: when its cached state was the
+ * state right before that update (same slot, the version just before the one the update gave,
+ * as the native side left them in SCRATCH), applies the same change to it, so the next read
+ * needs no native call. The rules are the core's (registry_core::state::apply_patch) for
+ * primitives. Where the result could differ from what the core keeps (a removed custom key,
+ * whose place the core may move; a string with a lone surrogate, which it keeps as U+FFFD),
+ * the entry stays behind and the next read asks again: an entry changed halfway is never used,
+ * since its version no longer matches.
+ */
+function refreshCached (id, names, values, n) {
+  const c = stateCache.get(id)
+  if (c === undefined) return
+  const m = SCRATCH
+  if (c.slot !== m[0] || ((c.version + 1) >>> 0) !== m[1]) return
+  const state = c.state
+  for (let i = 0; i < n; i++) {
+    const key = names[i]
+    const value = values[i]
+    if (key === 'isConnected') state.isConnected = value
+    else if (key === 'error') {
+      if (typeof value !== 'string') state.error = null
+      else if (hasLoneSurrogate(value)) return
+      else state.error = value
+    } else if (key === 'status') state.status = typeof value === 'string' ? value : null
+    else if (key === 'createdAt') state.createdAt = value
+    else if (key !== 'lastActivity') {
+      if (value === undefined) return
+      let v = value
+      if (typeof v === 'number') {
+        // JSON has no Infinity or NaN: the core keeps them as null.
+        if (v - v !== 0) v = null
+      } else if (typeof v === 'string' && hasLoneSurrogate(v)) {
+        return
+      }
+      let custom = c.custom
+      if (custom === undefined) {
+        custom = {}
+        c.custom = custom
+      }
+      // Defined, not assigned: a setter on Object.prototype must not see a new key.
+      if (hasOwn(custom, key)) custom[key] = v
+      else defineProperty(custom, key, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true })
+    }
+  }
+  state.lastActivity = m[2]
+  c.version = m[1]
 }
 
 /**
@@ -939,13 +1036,14 @@ function getSessionState (sessionId) {
     if (c !== undefined) stateCache.delete(sessionId)
   } else if (c !== undefined) {
     // The entry is this thread's own object: updated in place, one allocation less per change.
+    c.slot = slot
     c.page = versionPage(slot)
     c.index = slot & PAGE_MASK
     c.version = version
     c.state = state
     c.custom = custom
   } else {
-    stateCache.set(sessionId, { page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
+    stateCache.set(sessionId, { slot, page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
   return custom === undefined ? copy(state) : copyCustom(state, cloneData(custom))
 }
