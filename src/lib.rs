@@ -4,7 +4,7 @@
 //! The logic lives in the plain-Rust core crate, `registry_core` (crates/registry-core:
 //! states, the process-wide table, statistics, snapshots, configuration, errors), tested by
 //! `cargo test` without Node. The modules here (`api`, `sockets`, `convert`, `tracking`,
-//! `events`, `handles`, `channel`, `promise`, `js`) only convert and call; this thread's
+//! `events`, `handles`, `supervise`, `channel`, `promise`, `js`) only convert and call; this thread's
 //! sockets live in a JavaScript `Map` in index.js.
 
 mod api;
@@ -17,5 +17,6 @@ mod js;
 mod promise;
 mod session_state;
 mod sockets;
+mod supervise;
 mod tracking;
 mod types;

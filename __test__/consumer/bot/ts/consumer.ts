@@ -19,6 +19,7 @@ import registry, {
   onStateChange,
   registerSocket,
   saveSnapshot,
+  superviseSession,
   unregisterSocket,
   updateSessionState,
   waitForState,
@@ -40,6 +41,13 @@ import registry, {
   type StateChangeEvent,
   type StateChangeType,
   type StatusCounts,
+  type MakeSocketContext,
+  type SupervisedSession,
+  type Supervision,
+  type SupervisionBackoff,
+  type SupervisionPolicy,
+  type SupervisionPolicyReason,
+  type SupervisionRule,
   type WaitOptions
 } from 'baileys-socket-registry'
 
@@ -153,7 +161,7 @@ export async function lifecycle (id: string): Promise<void> {
 
   const off = onStateChange((event: StateChangeEvent) => {
     const type: StateChangeType = event.type
-    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck'>>
+    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck' | 'reconnecting' | 'gaveUp' | 'stopped'>>
     type _current = Expect<Equal<StateChangeEvent['current'], SessionState | null>>
     type _previousRequired = Expect<Required_<StateChangeEvent, 'previous'>>
     const threadId: number = event.threadId
@@ -201,4 +209,30 @@ interface Patch extends SessionStateUpdate { plan?: 'free' | 'pro' }
 export function applyPatches (id: string, p: Patch, u: SessionStateUpdate): void {
   updateSessionState(id, p)
   updateSessionState(id, u)
+}
+
+// Supervision: the registry makes the sockets, by policy.
+export async function supervised (id: string): Promise<SupervisedSession> {
+  const { state, saveCreds } = await useMultiFileAuthState(`auth/${id}`)
+  const backoff: SupervisionBackoff = { baseMs: 1000, factor: 2, maxMs: 60_000, jitter: 'full' }
+  const replaced: SupervisionRule = { baseMs: 30_000 }
+  const reason: SupervisionPolicyReason = 'connectionReplaced'
+  const policy: SupervisionPolicy = { backoff, maxAttempts: Infinity, stableAfterMs: 30_000, reasons: { [reason]: replaced, loggedOut: 'stop' } }
+  const handle = superviseSession(id, ({ attempt, lastDisconnect }: MakeSocketContext) => {
+    void [attempt, lastDisconnect?.date]
+    const sock = makeWASocket({ auth: state })
+    sock.ev.on('creds.update', saveCreds)
+    return sock
+  }, policy)
+  const now: Supervision = handle.supervision
+  type _state = Expect<Equal<Supervision['state'], 'running' | 'waiting' | 'stopped' | 'gaveUp'>>
+  type _next = Expect<Equal<Supervision['nextAttemptAt'], number | null>>
+  type _inState = Expect<Equal<SessionState['supervision'], Supervision | null>>
+  const off = onStateChange((e: StateChangeEvent) => {
+    if (e.type === 'reconnecting') void [e.attempt, e.delayMs, e.reason, e.error]
+  })
+  off()
+  void [now.attempt, handle.sessionId, handle.restart(), handle.stop()]
+  // An async makeSocket is fine too.
+  return superviseSession(`${id}_2`, async () => makeWASocket({ auth: state }))
 }
