@@ -357,12 +357,12 @@ fn lost_locally(
         (now.clone(), now)
       }
     };
-    events::emit_lost(
+    events::emit_with(
       id,
       ChangeKind::LeaseLost,
       previous,
       current,
-      Some((reason, token)),
+      Some(events::Detail::LeaseLost { reason, token }),
     );
   }
   let mut event = json!({
