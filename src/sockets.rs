@@ -121,6 +121,8 @@ unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> 
       // Asked first: without listeners the state is dropped where it lies, not moved (perf).
       if let Some(record) = removed.filter(|_| events::wanted()) {
         events::emit(id, ChangeKind::Removed, Some(record.state), None);
+      }
+      if found {
         crate::cluster::on_unregistered(id);
       }
       found
