@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 
 import { registry, sleep, until, untilStatus, wsClosed } from './support/harness.mjs'
 import { redisSkip, startRedis, freePort } from './support/redis.mjs'
@@ -17,7 +18,7 @@ import { BUILDS, loadBaileys, makeTestSocket, recordUpdates, endSocket } from '.
 
 const {
   connectCluster, registerSocket, unregisterSocket, clearAll, getSocket, getSessionState,
-  updateSessionState, onStateChange
+  updateSessionState, onStateChange, createSocketWrapper
 } = registry
 
 const PEER = fileURLToPath(new URL('./fixtures/cluster-peer.mjs', import.meta.url))
@@ -223,6 +224,54 @@ describe('cluster', { skip: redisSkip }, () => {
     clearAll()
     assert.equal(c.holds('g2') || c.holds('g3'), false)
     await eventually(async () => (await c.getStats()).nodes[0].sessions === 0, 'the leases to leave the view')
+  })
+
+  test('the gate holds in worker threads and before createSocketWrapper makes a socket', { timeout: T }, async (t) => {
+    const c = await connect()
+    // Not a Baileys socket: the worker only needs something whose end() it can report.
+    const worker = new Worker(`
+      const { parentPort } = require('node:worker_threads')
+      const r = require(${JSON.stringify(ROOT)})
+      parentPort.on('message', (m) => {
+        try {
+          if (m === 'register') r.registerSocket('w1', { end () { parentPort.postMessage({ ended: true }) } }, { track: false })
+          if (m === 'unregister') r.unregisterSocket('w1')
+          parentPort.postMessage({ ok: m, has: r.hasSocket('w1') })
+        } catch (e) {
+          parentPort.postMessage({ code: e.code })
+        }
+      })`, { eval: true })
+    t.after(() => worker.terminate())
+    const replies = []
+    worker.on('message', (m) => replies.push(m))
+    const ask = async (m) => {
+      const n = replies.length
+      worker.postMessage(m)
+      // Its answer (an `ended` report may come first).
+      return until(() => replies.slice(n).find((r) => !r.ended), `the worker's answer to ${m}`)
+    }
+    assert.deepEqual(await ask('register'), { code: 'ERR_CLUSTER_NOT_HELD' })
+    await c.claim('w1')
+    assert.deepEqual(await ask('register'), { ok: 'register', has: true })
+    assert.throws(() => registerSocket('w1', {}), { code: 'ERR_SESSION_OWNED_BY_OTHER_THREAD' })
+    // release ends the socket in the thread that holds it.
+    assert.equal(await c.release('w1'), true)
+    await until(() => replies.some((m) => m.ended), 'the worker to end its socket')
+    assert.equal(c.holds('w1'), false)
+    // unregisterSocket in a worker releases too.
+    await c.claim('w1')
+    assert.deepEqual(await ask('register'), { ok: 'register', has: true })
+    assert.deepEqual(await ask('unregister'), { ok: 'unregister', has: false })
+    assert.equal(c.holds('w1'), false)
+    await eventually(async () => (await c.whereIs('w1')) === null, 'the lease to leave Redis')
+
+    let made = 0
+    const create = createSocketWrapper(() => { made++; return { end () {} } })
+    assert.throws(() => create({ sessionId: 'wr' }), { code: 'ERR_CLUSTER_NOT_HELD' })
+    assert.equal(made, 0, 'no socket made for a session not held')
+    await c.claim('wr')
+    create({ sessionId: 'wr' })
+    assert.equal(made, 1)
   })
 
   test('release ends the local socket silently first; close ends them all and opens the gate', { timeout: T }, async () => {

@@ -101,6 +101,13 @@ pub fn check_register(id: &str) -> Result<(), RegistryError> {
   }
 }
 
+/// The gate alone, for `createSocketWrapper`'s function: checked before `makeWASocket` runs, so
+/// no socket is made for a session this node may not register.
+#[napi(js_name = "__clusterGate", skip_typescript)]
+pub fn cluster_gate(env: Env, id: String) -> napi::Result<()> {
+  finish(&env, check_register(&id).map_err(Into::into))
+}
+
 /// `unregisterSocket` / `clearAll` removed `id`: give its lease up here now (a new socket for
 /// it then needs a new claim) and in Redis in the background; a failure there becomes a
 /// `releaseFailed` event, and the lease expires anyway.
