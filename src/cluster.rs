@@ -197,7 +197,7 @@ fn options_of(env: js::Env, o: Value) -> JsResult<(ClusterOptions, u64)> {
   opts.safety_margin_ms = ms(c"marginMs")?;
   opts.renew_every_ms = ms(c"renewEveryMs")?;
   opts.data_loss_grace_ms = ms(c"dataLossGraceMs")?;
-  let mirror_every = ms(c"mirrorFlushMs")?.unwrap_or(20);
+  let mirror_every = ms(c"mirrorFlushMs")?.unwrap_or(250);
   Ok((opts, mirror_every))
 }
 
