@@ -346,6 +346,29 @@ describe('cluster', { skip: redisSkip }, () => {
     assert.equal(unregisterSocket('l1'), true)
   })
 
+  test('Redis restarted without its data: the lease is re-asserted and the session keeps running', { timeout: T }, async (t) => {
+    const own = await startRedis()
+    t.after(() => own.stop())
+    // The grace period on: sessions Redis forgot stay claimable only by their old owner for a lease.
+    const c = await connect({ url: own.url, dataLossGraceMs: undefined })
+    const lease = await eventually(() => c.claim('rs1').catch((e) => e.code === 'ERR_CLUSTER_RECOVERING' ? null : Promise.reject(e)), 'the first grace period to pass')
+    const sock = socket('rs1')
+    registerSocket('rs1', sock)
+    await untilStatus('rs1', 'open')
+    await own.restart()
+    // The next renewal (every leaseMs / 3) puts it back with the same token.
+    const back = await eventually(() => c.whereIs('rs1').catch(() => null), 'the lease to be re-asserted', 5000)
+    assert.deepEqual([back.nodeId, back.token], ['here', lease.token])
+    assert.equal(c.holds('rs1'), true)
+    assert.equal(getSessionState('rs1').status, 'open')
+    assert.equal(wsClosed(sock), false)
+    // A listener that throws is reported, never thrown into the process.
+    const warned = new Promise((resolve) => process.once('warning', resolve))
+    c.onStateChange(() => { throw new Error('listener exploded') })
+    updateSessionState('rs1', { plan: 'x' })
+    assert.match((await warned).message, /cluster\.onStateChange listener threw: listener exploded/)
+  })
+
   for (const build of BUILDS) {
     test(`takeover from another process (Baileys ${build.key}): the socket ends silently, then the lease is released`, { timeout: T }, async () => {
       const b = build.key === '7.0.0-rc14' ? baileys : await loadBaileys(build.key)

@@ -702,24 +702,24 @@ pub fn cluster_subscribe(env: Env, epoch: f64, listener: JsAny) -> napi::Result<
     let channel = Channel::new(raw, Some(listener.0), deliver_event, true)?;
     let mut rx = node.events.subscribe();
     let sending = channel.clone();
+    let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+    // The map entry goes with the delivery: the cluster closed, or the thread went away.
+    let mut subscriptions = lock(&SUBSCRIPTIONS);
     let task = napi::bindgen_prelude::spawn(async move {
       loop {
-        match rx.recv().await {
-          Ok(event) => {
-            if !sending.send(event) {
-              return;
-            }
-          }
-          Err(broadcast::error::RecvError::Lagged(_)) => continue,
-          Err(broadcast::error::RecvError::Closed) => {
-            sending.close();
-            return;
-          }
+        let delivered = match rx.recv().await {
+          Ok(event) => sending.send(event),
+          Err(broadcast::error::RecvError::Lagged(_)) => true,
+          Err(broadcast::error::RecvError::Closed) => false,
+        };
+        if !delivered {
+          break;
         }
       }
+      sending.close();
+      lock(&SUBSCRIPTIONS).remove(&id);
     });
-    let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-    lock(&SUBSCRIPTIONS).insert(id, (channel, task.abort_handle()));
+    subscriptions.insert(id, (channel, task.abort_handle()));
     Ok(id as f64)
   })();
   finish(&env, subscribed)
