@@ -475,6 +475,21 @@ describe('cluster', { skip: redisSkip }, () => {
     assert.equal(e.code, 'ERR_CLUSTER_UNAVAILABLE')
     await eventually(async () => (await c.claim('u1').catch(() => null)) !== null, 'a claim after Redis is back', 5000)
 
+    // unregisterSocket while Redis does not answer: done here at once, the failed release in
+    // Redis is an event (the lease expires there by itself).
+    const events = []
+    c.onStateChange((ev) => events.push(ev))
+    registerSocket('u1', { end () {} }, { track: false })
+    redis.pause()
+    try {
+      assert.equal(unregisterSocket('u1'), true)
+      assert.equal(c.holds('u1'), false)
+      const failed = await until(() => events.find((ev) => ev.type === 'releaseFailed'), 'the releaseFailed event', 5000)
+      assert.deepEqual([failed.sessionId, failed.nodeId, failed.code], ['u1', 'here', 'ERR_CLUSTER_UNAVAILABLE'])
+    } finally {
+      redis.resume()
+    }
+
     // Killed for good while a claim is out: the claim rejects, close still ends.
     const own = await startRedis()
     const d = await (async () => {

@@ -299,6 +299,23 @@ async fn forward_events(node: Arc<Node>, mut rx: broadcast::Receiver<ClusterEven
 
 async fn act_on_notices(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Notice>) {
   while let Some(notice) = rx.recv().await {
+    // A notice about an older lease of a session claimed again since: the new one stands.
+    let (id, token) = match &notice {
+      Notice::LeaseLost {
+        session_id, token, ..
+      }
+      | Notice::TakeoverRequested {
+        session_id, token, ..
+      }
+      | Notice::Reasserted { session_id, token } => (session_id, *token),
+    };
+    if node
+      .cluster
+      .holding(id)
+      .is_some_and(|lease| lease.token != token)
+    {
+      continue;
+    }
     match notice {
       Notice::LeaseLost {
         session_id,
