@@ -986,9 +986,14 @@ function settle (sup, token, socket, threw, error, later) {
       : `makeSocket returned ${typeName(socket)}, not a socket`, true)
     return
   }
+  // Its socket before registering: letting go of the previous one runs the caller's
+  // JavaScript, and a stop() from there must find (and remove) this one.
+  const previous = sup.socket
+  sup.socket = socket
   try {
     register(id, socket, true, false)
   } catch (e) {
+    sup.socket = previous
     letGo(id, socket, undefined)
     if (isObject(e) && e.code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
       endSupervision(sup, 'ownedByOtherThread')
@@ -997,7 +1002,6 @@ function settle (sup, token, socket, threw, error, later) {
     }
     return
   }
-  sup.socket = socket
   sup.raw = rawWebSocket(socket)
   const tracker = trackers.get(id)
   // Registering ran the caller's JavaScript (letting go of the previous socket): only a

@@ -503,6 +503,14 @@ for (const build of BUILDS) {
           await sleep(QUIET_MS)
           assert.equal(calls.length, 1)
           await until(() => rec.of('tk', 'stopped').length === 1, 'the stopped event')
+          // Supervising an id another thread owns: the first socket cannot be registered, it is
+          // ended, and the supervisor stops.
+          const again = supervise('tk', () => url('open', 'tk'))
+          assert.equal(again.handle.supervision.state, 'stopped')
+          assert.equal(again.handle.supervision.reason, 'ownedByOtherThread')
+          assert.equal(again.calls.length, 1)
+          assert.ok(wsClosed(again.calls[0].sock))
+          assert.equal(getSessionState('tk').threadId, worker.threadId)
         } finally {
           worker.postMessage('done')
           await new Promise((resolve) => worker.once('exit', resolve))
