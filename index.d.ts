@@ -22,8 +22,9 @@ export * from './binding'
  *
  * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
  * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
- * `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
- * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
+ * `ERR_INVALID_OPTIONS` (TypeError) for malformed options,
+ * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id, and
+ * `ERR_SESSION_SUPERVISED` when `superviseSession` supervises the id in this thread.
  */
 export declare function registerSocket<T extends object>(sessionId: string, socket: T, options?: RegisterOptions): T
 
@@ -47,14 +48,15 @@ export declare function getAllSockets<T = any>(): Map<string, T>
  * removed, its `connection.update` silenced, ended) and every reference the registry held to
  * it is released. Returns whether there was one. An unknown id (or one owned by another
  * thread) does nothing. If the socket's `end()` registers the id again, that registration
- * stays.
+ * stays. A supervised id (`superviseSession`) stops being supervised.
  */
 export declare function unregisterSocket(sessionId: string): boolean
 
 /**
  * Unregisters every socket this thread had registered when it was called. They all leave the
  * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
- * reconnects) stays registered, so `clearAll` always ends.
+ * reconnects) stays registered, so `clearAll` always ends. Every supervision of this thread
+ * (`superviseSession`) stops first.
  */
 export declare function clearAll(): void
 

@@ -760,9 +760,9 @@ function healthPass () {
 // pass, for a close nobody heard) hand it the socket's opens and closes. No second listener.
 //
 // At most one live socket per supervised id: a socket is made only after the previous one
-// closed, or (restart()) after the previous one was let go; every attempt, stop and restart
-// moves a token, and a makeSocket that settles with an older token has its socket ended
-// silently, never registered. registerSocket and socket wrappers refuse a supervised id
+// closed, or (restart()) was let go, and once its websocket is closed; every attempt, stop
+// and restart moves a token, and a makeSocket that settles with an older token has its socket
+// ended silently, never registered. registerSocket and socket wrappers refuse a supervised id
 // (ERR_SESSION_SUPERVISED); unregisterSocket, clearAll and a takeover by another thread stop
 // the supervisor first.
 //
