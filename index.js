@@ -995,8 +995,13 @@ function settle (sup, token, socket, threw, error, later) {
   } catch (e) {
     sup.socket = previous
     letGo(id, socket, undefined)
-    if (isObject(e) && e.code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
+    const code = isObject(e) ? e.code : undefined
+    // Another thread owns the id, or (with the cluster) this node does not hold its lease: no
+    // later attempt can do better, so supervision stops.
+    if (code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
       endSupervision(sup, 'ownedByOtherThread')
+    } else if (code === 'ERR_CLUSTER_NOT_HELD') {
+      endSupervision(sup, 'notHeld')
     } else {
       failed(sup, null, describe(e), true)
     }
