@@ -1012,9 +1012,15 @@ function settle (sup, token, socket, threw, error, later) {
   // Registering ran the caller's JavaScript (letting go of the previous socket): only a
   // registration that is still current is watched.
   if (!sup.live || token !== sup.token || tracker === undefined || tracker.socket !== socket) return
+  nativeSuperviseRegistered(sup.key, tracker.generation)
+  if (tracker.attached === 0) {
+    // Its listeners could not be attached (no usable `ev`): the supervisor would never hear
+    // it close. A failed attempt, with the reason the registry recorded.
+    failed(sup, null, "the registry cannot follow this socket's events (no usable socket.ev)", true)
+    return
+  }
   tracker.supervisor = sup
   sup.tracker = tracker
-  nativeSuperviseRegistered(sup.key, tracker.generation)
   // A makeSocket that awaited after making its socket may hand over one that already closed,
   // unheard: the websocket says so (every tested build connects within makeWASocket).
   if (later && closedAlready(socket)) supervisedConnection(tracker, 3, null, 'the socket closed before makeSocket settled', undefined)
