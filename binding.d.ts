@@ -375,7 +375,7 @@ export interface StateChangeEvent {
    * node holds it now) or `takeover` (another node asked for it, and the lease is released).
    * Supervision events: see `Supervision.reason`.
    */
-  reason?: 'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | null
+  reason?: 'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null
   /** `leaseLost` only: the fencing token of the lost lease, as a decimal string. */
   token?: string
   /** Supervision events only: the last failure's error message, or `null`. */
@@ -439,7 +439,7 @@ export interface Supervision {
    * one, `makeSocketFailed`), or why supervision stopped (`stop`, `unregistered`,
    * `clearAll`, `takeover`, `ownedByOtherThread`); `null` before any failure.
    */
-  reason: 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | null
+  reason: 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null
   /** The last failure's error message (a close's, or what `makeSocket` threw), or `null`. */
   error: string | null
 }

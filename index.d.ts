@@ -24,6 +24,7 @@ export * from './binding'
  * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
  * `ERR_INVALID_OPTIONS` (TypeError) for malformed options,
  * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id, and
+ * `ERR_SESSION_SUPERVISED` when `superviseSession` supervises the id in this thread, and
  * `ERR_CLUSTER_NOT_HELD` while a cluster is connected ({@link connectCluster}) and this node
  * does not hold the id's lease (claim it first).
  */
@@ -49,16 +50,18 @@ export declare function getAllSockets<T = any>(): Map<string, T>
  * removed, its `connection.update` silenced, ended) and every reference the registry held to
  * it is released. Returns whether there was one. An unknown id (or one owned by another
  * thread) does nothing. If the socket's `end()` registers the id again, that registration
- * stays. With a cluster connected, the session's lease is given up (a new socket for it needs
- * a new claim) and released in Redis in the background.
+ * stays. A supervised id (`superviseSession`) stops being supervised. With a cluster connected,
+ * the session's lease is given up (a new socket for it needs a new claim) and released in Redis
+ * in the background.
  */
 export declare function unregisterSocket(sessionId: string): boolean
 
 /**
  * Unregisters every socket this thread had registered when it was called. They all leave the
  * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
- * reconnects) stays registered, so `clearAll` always ends. With a cluster connected, their
- * leases are released as by {@link unregisterSocket}.
+ * reconnects) stays registered, so `clearAll` always ends. Every supervision of this thread
+ * (`superviseSession`) stops first. With a cluster connected, their leases are released as by
+ * {@link unregisterSocket}.
  */
 export declare function clearAll(): void
 

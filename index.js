@@ -765,9 +765,9 @@ function healthPass () {
 // pass, for a close nobody heard) hand it the socket's opens and closes. No second listener.
 //
 // At most one live socket per supervised id: a socket is made only after the previous one
-// closed, or (restart()) after the previous one was let go; every attempt, stop and restart
-// moves a token, and a makeSocket that settles with an older token has its socket ended
-// silently, never registered. registerSocket and socket wrappers refuse a supervised id
+// closed, or (restart()) was let go, and once its websocket is closed; every attempt, stop
+// and restart moves a token, and a makeSocket that settles with an older token has its socket
+// ended silently, never registered. registerSocket and socket wrappers refuse a supervised id
 // (ERR_SESSION_SUPERVISED); unregisterSocket, clearAll and a takeover by another thread stop
 // the supervisor first.
 //
@@ -991,26 +991,41 @@ function settle (sup, token, socket, threw, error, later) {
       : `makeSocket returned ${typeName(socket)}, not a socket`, true)
     return
   }
+  // Its socket before registering: letting go of the previous one runs the caller's
+  // JavaScript, and a stop() from there must find (and remove) this one.
+  const previous = sup.socket
+  sup.socket = socket
   try {
     register(id, socket, true, false)
   } catch (e) {
+    sup.socket = previous
     letGo(id, socket, undefined)
-    if (isObject(e) && e.code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
+    const code = isObject(e) ? e.code : undefined
+    // Another thread owns the id, or (with the cluster) this node does not hold its lease: no
+    // later attempt can do better, so supervision stops.
+    if (code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
       endSupervision(sup, 'ownedByOtherThread')
+    } else if (code === 'ERR_CLUSTER_NOT_HELD') {
+      endSupervision(sup, 'notHeld')
     } else {
       failed(sup, null, describe(e), true)
     }
     return
   }
-  sup.socket = socket
   sup.raw = rawWebSocket(socket)
   const tracker = trackers.get(id)
   // Registering ran the caller's JavaScript (letting go of the previous socket): only a
   // registration that is still current is watched.
   if (!sup.live || token !== sup.token || tracker === undefined || tracker.socket !== socket) return
+  nativeSuperviseRegistered(sup.key, tracker.generation)
+  if (tracker.attached === 0) {
+    // Its listeners could not be attached (no usable `ev`): the supervisor would never hear
+    // it close. A failed attempt, with the reason the registry recorded.
+    failed(sup, null, "the registry cannot follow this socket's events (no usable socket.ev)", true)
+    return
+  }
   tracker.supervisor = sup
   sup.tracker = tracker
-  nativeSuperviseRegistered(sup.key, tracker.generation)
   // A makeSocket that awaited after making its socket may hand over one that already closed,
   // unheard: the websocket says so (every tested build connects within makeWASocket).
   if (later && closedAlready(socket)) supervisedConnection(tracker, 3, null, 'the socket closed before makeSocket settled', undefined)
@@ -1567,6 +1582,8 @@ function applyLostLeases () {
   const lost = nativeTakeLost()
   for (let i = 0; i < lost.length; i++) {
     const id = lost[i]
+    // Its supervisor (superviseSession) stops: a new socket would need a new claim.
+    if (supervisors.size !== 0) endSupervisionOf(id, 'leaseLost')
     const socket = sockets.get(id)
     if (socket !== undefined) {
       const tracker = trackers.get(id)

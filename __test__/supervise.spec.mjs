@@ -78,6 +78,22 @@ describe('superviseSession: arguments', () => {
     assert.throws(() => superviseSession('a', make, { get maxAttempts () { throw own } }), (e) => e === own)
     assert.equal(calls, 0)
   })
+
+  test('a socket whose events cannot be followed is a failed attempt', async () => {
+    // Stand-in objects without `ev`: a real Baileys socket always has one.
+    const made = []
+    const handle = superviseSession('no-ev', () => { const s = { end () { s.ended = true } }; made.push(s); return s },
+      { backoff: { baseMs: 10, jitter: 'none' }, maxAttempts: 2 })
+    await until(() => handle.supervision.state === 'gaveUp', () => `gaveUp (now ${JSON.stringify(handle.supervision)})`)
+    assert.equal(made.length, 2)
+    assert.equal(handle.supervision.reason, 'makeSocketFailed')
+    assert.match(handle.supervision.error, /cannot follow this socket's events/)
+    assert.equal(made[0].ended, true, 'the first one was let go when the second took its place')
+    assert.equal(getSocket('no-ev'), made[1])
+    assert.equal(handle.stop(), true)
+    assert.equal(made[1].ended, true)
+    assert.equal(hasSocket('no-ev'), false)
+  })
 })
 
 for (const build of BUILDS) {
@@ -503,6 +519,14 @@ for (const build of BUILDS) {
           await sleep(QUIET_MS)
           assert.equal(calls.length, 1)
           await until(() => rec.of('tk', 'stopped').length === 1, 'the stopped event')
+          // Supervising an id another thread owns: the first socket cannot be registered, it is
+          // ended, and the supervisor stops.
+          const again = supervise('tk', () => url('open', 'tk'))
+          assert.equal(again.handle.supervision.state, 'stopped')
+          assert.equal(again.handle.supervision.reason, 'ownedByOtherThread')
+          assert.equal(again.calls.length, 1)
+          assert.ok(wsClosed(again.calls[0].sock))
+          assert.equal(getSessionState('tk').threadId, worker.threadId)
         } finally {
           worker.postMessage('done')
           await new Promise((resolve) => worker.once('exit', resolve))

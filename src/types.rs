@@ -348,7 +348,7 @@ pub struct Supervision {
   /// one, `makeSocketFailed`), or why supervision stopped (`stop`, `unregistered`,
   /// `clearAll`, `takeover`, `ownedByOtherThread`); `null` before any failure.
   #[napi(
-    ts_type = "'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | null"
+    ts_type = "'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null"
   )]
   pub reason: String,
   /// The last failure's error message (a close's, or what `makeSocket` threw), or `null`.
@@ -474,7 +474,7 @@ pub struct StateChangeEvent {
   /// node holds it now) or `takeover` (another node asked for it, and the lease is released).
   /// Supervision events: see `Supervision.reason`.
   #[napi(
-    ts_type = "'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | null"
+    ts_type = "'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null"
   )]
   pub reason: Option<String>,
   /// `leaseLost` only: the fencing token of the lost lease, as a decimal string.
