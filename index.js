@@ -1072,22 +1072,73 @@ function cloneData (v) {
   return o
 }
 
+// Per thread, for getAllSessions: by version slot, the last row shaped for it ({ id, version,
+// state, custom }, never handed out), and its version in `seenVersions`, which the native side
+// reads to send only the rows that changed since. A removed session's row stays until its slot
+// is taken again, or until the rows outnumber the sessions (then they all go).
+let rowCache = []
+let rowCount = 0
+let seenVersions = new Uint32Array(1024)
+const ALL_ROW = LAYOUT.allRow
+
 /** Every session of the process as `{ [sessionId]: state }`, in registration order. */
 function getAllSessions () {
-  const data = nativeAllStates()
+  return allSessions(seenVersions) ?? allSessions(undefined)
+}
+
+/**
+ * getAllSessions with the rows this thread has (`seen`), or with none (`undefined`). `undefined`
+ * when a row the native side skipped is not here after all (never expected): the caller then
+ * asks for every row.
+ */
+function allSessions (seen) {
+  const data = nativeAllStates(seen)
   const t = data[0]
-  const m = new Float64Array(data[1])
-  const n = data[2]
-  const row = m.length / (n || 1)
+  const order = new Float64Array(data[1])
+  const m = new Float64Array(data[2])
+  const n = data[3]
   // No prototype while filling: an id such as '__proto__' is then an ordinary own key.
   const out = create(null)
-  for (let j = 0, b = 0; j < n; j++, b += row) {
-    let at = m[b] | 0
-    const id = t.slice(at, at += m[b + 1] | 0)
-    const customLen = m[b + 2] | 0
-    out[id] = customLen < 0 ? shape(m, b + 3, t, at) : shapeCustom(m, b + 3, t, at + customLen, parse(t.slice(at, at + customLen)))
+  for (let j = 0, o = 0; j < n; j++, o += 3) {
+    const slot = order[o]
+    const version = order[o + 1]
+    const r = order[o + 2]
+    let e
+    if (r < 0) {
+      e = rowCache[slot]
+      if (e === undefined || e.version !== version) return undefined
+    } else {
+      const b = r * ALL_ROW
+      let at = m[b] | 0
+      const id = t.slice(at, at += m[b + 1] | 0)
+      const customLen = m[b + 2] | 0
+      // Parsed once per change; each answer gets its own copy (cloneData).
+      const custom = customLen < 0 ? undefined : parse(t.slice(at, at + customLen))
+      const state = shape(m, b + 3, t, customLen < 0 ? at : at + customLen)
+      e = { id, version, state, custom }
+      if (slot !== NO_SLOT) rememberRow(slot, e)
+    }
+    out[e.id] = e.custom === undefined ? copy(e.state) : copyCustom(e.state, cloneData(e.custom))
+  }
+  if (rowCount > 2 * n + 1024) {
+    rowCache = []
+    rowCount = 0
+    seenVersions = new Uint32Array(1024)
   }
   return setPrototypeOf(out, ObjectPrototype)
+}
+
+function rememberRow (slot, e) {
+  if (slot >= seenVersions.length) {
+    let size = seenVersions.length * 2
+    while (size <= slot) size *= 2
+    const bigger = new Uint32Array(size)
+    bigger.set(seenVersions)
+    seenVersions = bigger
+  }
+  if (rowCache[slot] === undefined) rowCount++
+  rowCache[slot] = e
+  seenVersions[slot] = e.version
 }
 
 const STAT = LAYOUT.stats

@@ -294,6 +294,61 @@ test('an update after another thread changed the session reads both changes', as
   }
 })
 
+test('getAllSessions reshapes only what changed, and still hands out fresh copies that follow every change', async () => {
+  // getAllSessions keeps, per thread, the rows it shaped by version slot and is sent only the
+  // rows that changed: every answer must still equal a state read for each session.
+  const check = (label) => {
+    const all = getAllSessions()
+    const expected = {}
+    for (const id of Object.keys(all)) expected[id] = getSessionState(id)
+    assert.deepEqual(all, expected, label)
+    assert.equal(JSON.stringify(all), JSON.stringify(expected), `key order: ${label}`)
+    return all
+  }
+  for (let i = 0; i < 5; i++) fresh(`a${i}`)
+  updateSessionState('a1', { obj: { deep: [1] }, n: 1 })
+  const first = check('first call')
+  first.a1.obj.deep.push(2)
+  first.a1.n = 99
+  first.a2.isConnected = 'mutated'
+  delete first.a3
+  const second = check('unchanged sessions, rows kept from the first call')
+  assert.deepEqual(second.a1.obj, { deep: [1] }, 'a returned copy changed nothing')
+  assert.equal(second.a2.isConnected, false)
+  assert.notEqual(second.a1, first.a1)
+  assert.notEqual(second.a1.obj, first.a1.obj, 'nested objects are fresh too')
+  updateSessionState('a2', { isConnected: true, error: 'e' })
+  updateSessionState('a4', { added: 'x' })
+  assert.deepEqual([check('after updates').a2.error, check('again').a4.added], ['e', 'x'])
+  unregisterSocket('a0')
+  fresh('b0') // may take a0's version slot
+  assert.deepEqual(Object.keys(check('a removed session and a new one')), ['a1', 'a2', 'a3', 'a4', 'b0'])
+  registerSocket('a3', other, { track: false })
+  assert.equal('added' in check('a replaced session starts over').a3, false)
+  // A change made by another thread.
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    parentPort.on('message', () => {
+      r.updateSessionState('a4', { there: true })
+      parentPort.postMessage(r.getAllSessions().a4.there)
+    })
+  `, { eval: true })
+  try {
+    worker.postMessage(0)
+    assert.equal(await new Promise((resolve) => worker.once('message', resolve)), true)
+  } finally {
+    await worker.terminate()
+  }
+  assert.equal(check('changed by another thread').a4.there, true)
+  // Many sessions, then few: the rows kept for the gone ones are let go, and answers stay right.
+  for (let i = 0; i < 1500; i++) fresh(`many${i}`)
+  assert.equal(Object.keys(check('1,505 sessions')).length, 1505)
+  for (let i = 0; i < 1500; i++) unregisterSocket(`many${i}`)
+  check('5 sessions again')
+  assert.deepEqual(Object.keys(check('and again')), ['a1', 'a2', 'a3', 'a4', 'b0'])
+})
+
 test('getAllSessions and getStats are shaped from the same state', () => {
   fresh('__proto__')
   fresh('b')

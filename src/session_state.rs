@@ -208,41 +208,116 @@ unsafe extern "C" fn state(env: js::Env, info: sys::napi_callback_info) -> Value
   })
 }
 
-/// Every session in registration order: `[text, rows, n]`, each row of `rows` (a fresh
-/// `ArrayBuffer` of doubles) being where its strings start in `text`, the id's length, then
-/// `layout::pack`; the id comes first in its strings.
+/// Every session in registration order: `[text, order, rows, n]`. `order` (a fresh
+/// `ArrayBuffer` of doubles) holds, per session, its version slot, its version and the index of
+/// its row in `rows`, or -1 when the caller said it has that version already: `seen` (a
+/// `Uint32Array` the caller keeps, or anything else for none) holds, by slot, the version of
+/// the row the caller last shaped for it. Each row of `rows` is where its strings start in
+/// `text`, the id's length, then `layout::pack`; the id comes first in its strings. So a
+/// thread that asks again is sent only the sessions that changed.
 #[napi(js_name = "__allStates", skip_typescript)]
-pub fn all_states(env: Env) -> napi::Result<JsAny> {
+pub fn all_states(env: Env, seen: JsAny) -> napi::Result<JsAny> {
   let raw = env.raw();
-  finish(&env, all_states_js(raw).map(JsAny))
+  finish(&env, all_states_js(raw, seen.0).map(JsAny))
 }
 
-fn all_states_js(env: js::Env) -> JsResult<Value> {
-  let row = 2 + layout::SLOTS;
-  let hint = table::len();
-  let mut text = Text::with_capacity(hint * 16);
-  let mut nums: Vec<f64> = Vec::with_capacity(hint * row);
-  let mut order: Vec<(u64, usize)> = Vec::with_capacity(hint);
-  // Packed straight from the table (no copy of the states), in table order; put in
-  // registration order below.
-  table::for_each(|id, r| {
-    let at = nums.len();
-    order.push((r.seq, at));
-    nums.resize(at + row, 0.0);
-    nums[at] = text.len() as f64;
-    nums[at + 1] = f64::from(text.push_str(id));
-    layout::pack(&r.state, &mut text, &mut nums[at + 2..]);
-  });
-  order.sort_unstable_by_key(|o| o.0);
-  let (buf, out) = f64_buffer(env, nums.len())?;
-  for (dst, (_, at)) in out.chunks_exact_mut(row).zip(&order) {
-    dst.copy_from_slice(&nums[*at..*at + row]);
+/// The memory of the `Uint32Array` `v`, or an empty slice for anything else.
+fn u32_view<'a>(env: js::Env, v: Value) -> &'a [u32] {
+  let mut kind = sys::TypedarrayType::int8_array;
+  let mut len = 0usize;
+  let mut data = ptr::null_mut();
+  let ok = unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      v,
+      &mut kind,
+      &mut len,
+      &mut data,
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  } == sys::Status::napi_ok;
+  if !ok || kind != sys::TypedarrayType::uint32_array || data.is_null() || len == 0 {
+    // Not a typed array (napi_invalid_arg, no exception): the caller has no rows.
+    return &[];
   }
-  let arr = js::array(env, 3)?;
-  js::set_element(env, arr, 0, text_value(env, &text)?)?;
-  js::set_element(env, arr, 1, buf)?;
-  js::set_element(env, arr, 2, js::number(env, order.len() as f64)?)?;
-  Ok(arr)
+  // A Uint32Array's data is aligned and `len` elements long; it is only read here, on its own
+  // thread, while no JavaScript runs.
+  unsafe { std::slice::from_raw_parts(data.cast::<u32>(), len) }
+}
+
+/// Doubles of one row of `__allStates`' `rows`.
+const ALL_ROW: usize = 2 + layout::SLOTS;
+
+thread_local! {
+  /// `__allStates`' working memory, kept from one call to the next: allocating and freeing
+  /// these (megabytes at 10,000 sessions) made page faults a large part of the call (perf).
+  static ALL_WORK: std::cell::RefCell<AllWork> = std::cell::RefCell::default();
+}
+
+#[derive(Default)]
+struct AllWork {
+  /// (seq, slot, version, row index or -1), in table order.
+  order: Vec<(u64, u32, u32, f64)>,
+  rows: Vec<f64>,
+  text: Text,
+}
+
+fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
+  let seen = u32_view(env, seen);
+  ALL_WORK.with(|work| {
+    let mut work = work.borrow_mut();
+    let AllWork { order, rows, text } = &mut *work;
+    order.clear();
+    rows.clear();
+    text.clear();
+    // Packed straight from the table (no copy of the states); the version is read under the
+    // record's lock, with the state it belongs to.
+    table::for_each(|id, r| {
+      let version = versions::get(r.slot);
+      let known = r.slot != versions::NO_SLOT && seen.get(r.slot as usize) == Some(&version);
+      if known {
+        order.push((r.seq, r.slot, version, -1.0));
+        return;
+      }
+      let at = rows.len();
+      order.push((r.seq, r.slot, version, (at / ALL_ROW) as f64));
+      rows.resize(at + ALL_ROW, 0.0);
+      rows[at] = text.len() as f64;
+      rows[at + 1] = f64::from(text.push_str(id));
+      layout::pack(&r.state, text, &mut rows[at + 2..]);
+    });
+    order.sort_unstable_by_key(|o| o.0);
+    let (order_buf, out) = f64_buffer(env, order.len() * 3)?;
+    for (dst, (_, slot, version, row)) in out.chunks_exact_mut(3).zip(order.iter()) {
+      dst.copy_from_slice(&[f64::from(*slot), f64::from(*version), *row]);
+    }
+    let (rows_buf, out) = f64_buffer(env, rows.len())?;
+    out.copy_from_slice(rows);
+    let values = [
+      text_value(env, text)?,
+      order_buf,
+      rows_buf,
+      js::number(env, order.len() as f64)?,
+    ];
+    // What a burst of changes needed is not kept for good: at most twice this call's need, or
+    // 64 Ki elements.
+    const KEEP: usize = 1 << 16;
+    if rows.capacity() > KEEP.max(2 * rows.len()) {
+      rows.shrink_to(KEEP.max(rows.len()));
+    }
+    if order.capacity() > KEEP.max(2 * order.len()) {
+      order.shrink_to(KEEP.max(order.len()));
+    }
+    if text.latin1.capacity() > KEEP.max(2 * text.latin1.len()) {
+      text.latin1.shrink_to(KEEP.max(text.latin1.len()));
+    }
+    let arr = js::array(env, values.len())?;
+    for (i, v) in values.into_iter().enumerate() {
+      js::set_element(env, arr, i as u32, v)?;
+    }
+    Ok(arr)
+  })
 }
 
 /// One `getStats` row: where its text starts, the lengths of id, createdAt, lastActivity (or
@@ -330,7 +405,7 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
 }
 
 /// What index.js builds its shapers from, once per environment: `{ fields, statusNames,
-/// reservedKeys, scratch, pageShift, noSlot, stats, known }`. `fields` is `layout::FIELDS` as
+/// reservedKeys, scratch, pageShift, noSlot, stats, known, allRow }`. `fields` is `layout::FIELDS` as
 /// `[name, kind, inner?]` rows.
 #[napi(js_name = "__stateLayout", skip_typescript)]
 pub fn state_layout(env: Env) -> napi::Result<JsAny> {
@@ -410,6 +485,7 @@ fn layout_js(env: js::Env) -> JsResult<Value> {
     js::set_named(env, known, name, js::number(env, f64::from(v))?)?;
   }
   js::set_named(env, o, c"known", known)?;
+  js::set_named(env, o, c"allRow", js::number(env, ALL_ROW as f64)?)?;
   Ok(o)
 }
 
