@@ -896,7 +896,9 @@ function updateSessionState (sessionId, updates) {
   let error = null
   for (let i = 0; i < n; i++) {
     const key = names[i]
-    if (key.length > FAST_KEY_UNITS || RESERVED[key] === true) {
+    // The registry's own keys are compared first: no lookup in RESERVED for them (perf).
+    if (key !== 'isConnected' && key !== 'error' && key !== 'status' &&
+      (key.length > FAST_KEY_UNITS || RESERVED[key] === true)) {
       return nativeUpdate(sessionId, rest(updates, names, i, values))
     }
     const value = updates[key]
