@@ -349,6 +349,27 @@ test('getAllSessions reshapes only what changed, and still hands out fresh copie
   assert.deepEqual(Object.keys(check('and again')), ['a1', 'a2', 'a3', 'a4', 'b0'])
 })
 
+test('getAllSessions and getStats list sessions in registration order, a replaced id keeping its place', () => {
+  const expected = []
+  for (let i = 0; i < 40; i++) {
+    fresh(`o${i}`)
+    expected.push(`o${i}`)
+  }
+  registerSocket('o3', other, { track: false })
+  const listed = () => [Object.keys(getAllSessions()), getStats().activeSessions.map((s) => s.sessionId)]
+  assert.deepEqual(listed(), [expected, expected], 'dense registration numbers')
+  // Many registrations gone since: the numbers of the live sessions are far apart.
+  for (let i = 0; i < 600; i++) {
+    fresh(`churn${i}`)
+    unregisterSocket(`churn${i}`)
+  }
+  for (let i = 0; i < 36; i++) unregisterSocket(`o${i}`)
+  fresh('late')
+  registerSocket('o37', other, { track: false })
+  const after = ['o36', 'o37', 'o38', 'o39', 'late']
+  assert.deepEqual(listed(), [after, after], 'sparse registration numbers')
+})
+
 test('getAllSessions and getStats are shaped from the same state', () => {
   fresh('__proto__')
   fresh('b')
