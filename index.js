@@ -1020,7 +1020,7 @@ function rest (updates, names, done, values) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    return c.custom === undefined ? copy(c.state) : copyCustom(c.state, cloneData(c.custom))
+    return c.custom === undefined ? copy(c.state) : withCustom(c.state, c.custom)
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -1047,7 +1047,24 @@ function getSessionState (sessionId) {
   } else {
     stateCache.set(sessionId, { slot, page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
-  return custom === undefined ? copy(state) : copyCustom(state, cloneData(custom))
+  return custom === undefined ? copy(state) : withCustom(state, custom)
+}
+
+/**
+ * A copy of `state` with the custom keys of `custom` (this thread's own parsed data, never
+ * handed out) after its fields: their values are spread in, then the objects among them are
+ * replaced by copies (own data properties that exist: no setter runs). One object less than
+ * copying `custom` first and spreading the copy.
+ */
+function withCustom (state, custom) {
+  const o = copyCustom(state, custom)
+  for (const key in custom) {
+    // for-in also walks enumerable keys a caller put on Object.prototype: own keys only.
+    if (!hasOwn(custom, key)) continue
+    const v = custom[key]
+    if (typeof v === 'object' && v !== null) o[key] = cloneData(v)
+  }
+  return o
 }
 
 /**
@@ -1120,7 +1137,7 @@ function allSessions (seen) {
       e = { id, version, state, custom }
       if (slot !== NO_SLOT) rememberRow(slot, e)
     }
-    out[e.id] = e.custom === undefined ? copy(e.state) : copyCustom(e.state, cloneData(e.custom))
+    out[e.id] = e.custom === undefined ? copy(e.state) : withCustom(e.state, e.custom)
   }
   if (rowCount > 2 * n + 1024) {
     rowCache = []
