@@ -1148,7 +1148,13 @@ function allSessions (seen) {
 }
 
 function rememberRow (slot, e) {
-  if (slot >= seenVersions.length) seenVersions = grown(seenVersions, slot)
+  if (slot >= seenVersions.length) {
+    let size = seenVersions.length * 2
+    while (size <= slot) size *= 2
+    const bigger = new Uint32Array(size)
+    bigger.set(seenVersions)
+    seenVersions = bigger
+  }
   if (rowCache[slot] === undefined) rowCount++
   rowCache[slot] = e
   seenVersions[slot] = e.version
@@ -1156,29 +1162,12 @@ function rememberRow (slot, e) {
 
 const STAT = LAYOUT.stats
 
-// Per thread, for getStats: by version slot, the strings of the last row made for it
-// ({ version, sessionId, createdAt, lastActivity, error }), and its version in `statSeen`, read
-// by the native side, which then sends only the strings that changed. Let go as getAllSessions'
-// rows are.
-let statRows = []
-let statCount = 0
-let statSeen = new Uint32Array(1024)
-
 /**
  * Statistics for the whole process, shaped as socket-factory.js's `getStats()` plus
  * `byStatus`, `idleAfterMs` and `socketFaults`.
  */
 function getStats () {
-  return stats(statSeen) ?? stats(undefined)
-}
-
-/**
- * getStats with the strings this thread has (`seen`), or with none (`undefined`). `undefined`
- * when a row the native side sent without strings has none here (never expected): the caller
- * then asks for every row's.
- */
-function stats (seen) {
-  const [t, buf, n, idleAfterMs, faultCount, faultLast] = nativeStats(seen)
+  const [t, buf, n, idleAfterMs, faultCount, faultLast] = nativeStats()
   const R = STAT.ints
   const S = STATUS_NAMES.length + 1
   const m = new Int32Array(buf)
@@ -1193,38 +1182,21 @@ function stats (seen) {
   let nc = 0
   let nd = 0
   for (let i = 0, k = 0; i < n; i++, k += R) {
-    const slot = m[k + 7] >>> 0
-    const version = m[k + 8] >>> 0
-    let e
     let at = m[k]
-    if (at < 0) {
-      e = statRows[slot]
-      if (e === undefined || e.version !== version) return undefined
-    } else {
-      const sessionId = t.slice(at, at += m[k + 1])
-      const createdAt = t.slice(at, at += m[k + 2])
-      const lastLen = m[k + 3]
-      const lastActivity = lastLen === STAT.sameAsCreated ? createdAt : t.slice(at, at += lastLen)
-      const errLen = m[k + 4]
-      const error = errLen < 0 ? null : t.slice(at, at + errLen)
-      e = { version, sessionId, createdAt, lastActivity, error }
-      if (slot !== NO_SLOT) rememberStat(slot, e)
-    }
-    const sessionId = e.sessionId
-    const error = e.error
+    const sessionId = t.slice(at, at += m[k + 1])
+    const createdAt = t.slice(at, at += m[k + 2])
+    const lastLen = m[k + 3]
+    const lastActivity = lastLen === STAT.sameAsCreated ? createdAt : t.slice(at, at += lastLen)
+    const errLen = m[k + 4]
+    const error = errLen < 0 ? null : t.slice(at, at + errLen)
     const f = m[k + 5]
     const st = m[k + 6]
     const isConnected = (f & STAT.connected) !== 0
-    active[i] = { sessionId, createdAt: e.createdAt, lastActivity: e.lastActivity, isConnected, error, status: st < 0 ? null : STATUS_NAMES[st] }
+    active[i] = { sessionId, createdAt, lastActivity, isConnected, error, status: st < 0 ? null : STATUS_NAMES[st] }
     if ((f & STAT.idle) !== 0) inactive[ni++] = sessionId
     if ((f & STAT.error) !== 0) errors[ne++] = { sessionId, error }
     if (isConnected) connected[nc++] = sessionId
     else disconnected[nd++] = sessionId
-  }
-  if (statCount > 2 * n + 1024) {
-    statRows = []
-    statCount = 0
-    statSeen = new Uint32Array(1024)
   }
   // The sizes came with the data; these only guard against a hole if they ever disagreed.
   inactive.length = ni
@@ -1245,22 +1217,6 @@ function stats (seen) {
     idleAfterMs,
     socketFaults: { count: faultCount, last: faultLast }
   }
-}
-
-function rememberStat (slot, e) {
-  if (slot >= statSeen.length) statSeen = grown(statSeen, slot)
-  if (statRows[slot] === undefined) statCount++
-  statRows[slot] = e
-  statSeen[slot] = e.version
-}
-
-/** `a` copied into a larger Uint32Array that has room for index `i`. */
-function grown (a, i) {
-  let size = a.length * 2
-  while (size <= i) size *= 2
-  const bigger = new Uint32Array(size)
-  bigger.set(a)
-  return bigger
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -349,9 +349,7 @@ test('getAllSessions reshapes only what changed, and still hands out fresh copie
   assert.deepEqual(Object.keys(check('and again')), ['a1', 'a2', 'a3', 'a4', 'b0'])
 })
 
-test('getStats reuses the strings of unchanged sessions and still follows every change', () => {
-  // getStats keeps, per thread, each session's strings by version slot and is sent only those
-  // that changed: every answer must still match the sessions' states.
+test('getStats follows every change', () => {
   const iso = (ms) => new Date(ms).toISOString()
   const check = (label) => {
     const stats = getStats()
@@ -368,22 +366,17 @@ test('getStats reuses the strings of unchanged sessions and still follows every 
   const first = check('first call')
   first.activeSessions[1].sessionId = 'mutated'
   first.activeSessions[2].error = 'mutated'
-  check('unchanged sessions, strings kept from the first call')
+  check('a caller changing a result changes nothing')
   updateSessionState('st2', { error: 'broken', isConnected: true })
   updateSessionState('st3', { createdAt: 0 })
   check('after updates')
   updateSessionState('st2', { error: null })
   check('error cleared')
   unregisterSocket('st0')
-  fresh('other0') // may take st0's version slot
+  fresh('other0')
   check('a removed session and a new one')
   registerSocket('st4', other, { track: false })
-  check('a replaced session')
-  for (let i = 0; i < 1200; i++) fresh(`many${i}`)
-  check('1,205 sessions')
-  for (let i = 0; i < 1200; i++) unregisterSocket(`many${i}`)
-  check('5 sessions again')
-  assert.equal(check('and again').totalSessions, 5)
+  assert.equal(check('a replaced session').totalSessions, 5)
 })
 
 test('getAllSessions and getStats list sessions in registration order, a replaced id keeping its place', () => {

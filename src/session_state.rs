@@ -364,11 +364,9 @@ impl SeqOrder {
   }
 }
 
-/// One `getStats` row: where its text starts (-1: none sent, the caller has this version's
-/// strings), the lengths of id, createdAt, lastActivity (or [`SAME_AS_CREATED`]) and error (-1:
-/// null), flags ([`S_CONNECTED`] ...), status index, version slot and version (their bits: read
-/// them as unsigned).
-const STAT_INTS: usize = 9;
+/// One `getStats` row: where its text starts, the lengths of id, createdAt, lastActivity (or
+/// [`SAME_AS_CREATED`]) and error (-1: null), flags ([`S_CONNECTED`] ...), status index.
+const STAT_INTS: usize = 7;
 const S_CONNECTED: i32 = 1;
 const S_IDLE: i32 = 2;
 const S_ERROR: i32 = 4;
@@ -379,13 +377,11 @@ const SAME_AS_CREATED: i32 = -2;
 /// `ArrayBuffer` of int32) holds `n` rows of `STAT_INTS`, then the counts by status (untracked
 /// last), then the sizes of inactive, error, connected and disconnected lists. The same fields
 /// and rules as `stats::collect`, read straight from the table: `collect` copies each id and
-/// error and sorts the copies, which perf showed as a fifth of the call. `seen` is as for
-/// `__allStates` (the versions, by slot, whose strings the caller has): those rows come
-/// without strings, which were most of the call.
+/// error and sorts the copies, which perf showed as a fifth of the call.
 #[napi(js_name = "__stats", skip_typescript)]
-pub fn stats_data(env: Env, seen: JsAny) -> napi::Result<JsAny> {
+pub fn stats_data(env: Env) -> napi::Result<JsAny> {
   let raw = env.raw();
-  finish(&env, stats_js(raw, seen.0).map(JsAny))
+  finish(&env, stats_js(raw).map(JsAny))
 }
 
 thread_local! {
@@ -401,8 +397,7 @@ struct StatsWork {
   sorting: SeqOrder,
 }
 
-fn stats_js(env: js::Env, seen: Value) -> JsResult<Value> {
-  let seen = u32_view(env, seen);
+fn stats_js(env: js::Env) -> JsResult<Value> {
   STATS_WORK.with(|work| {
     let mut work = work.borrow_mut();
     let StatsWork {
@@ -423,24 +418,16 @@ fn stats_js(env: js::Env, seen: Value) -> JsResult<Value> {
       let st = &r.state;
       by_status[stats::status_index(st.status)] += 1;
       let mut m = [0i32; STAT_INTS];
-      let version = versions::get(r.slot);
-      if r.slot != versions::NO_SLOT && seen.get(r.slot as usize) == Some(&version) {
-        m[0] = -1;
+      m[0] = text.len() as i32;
+      m[1] = text.push_str(id);
+      m[2] = iso.push(text, st.created_at);
+      // Never active since registered: lastActivity is the very createdAt string.
+      m[3] = if st.last_activity == st.created_at {
+        SAME_AS_CREATED
       } else {
-        m[0] = text.len() as i32;
-        m[1] = text.push_str(id);
-        m[2] = iso.push(text, st.created_at);
-        // Never active since registered: lastActivity is the very createdAt string.
-        m[3] = if st.last_activity == st.created_at {
-          SAME_AS_CREATED
-        } else {
-          iso.push(text, st.last_activity)
-        };
-        m[4] = text.push_opt(st.error.as_deref());
-      }
-      // The bits of the two u32, as JavaScript reads them back (`>>> 0`).
-      m[7] = r.slot as i32;
-      m[8] = version as i32;
+        iso.push(text, st.last_activity)
+      };
+      m[4] = text.push_opt(st.error.as_deref());
       let idle = st.is_idle(now, idle_after as f64);
       let failed = st.error.as_deref().is_some_and(|e| !e.is_empty());
       m[5] = (if st.is_connected { S_CONNECTED } else { 0 })
