@@ -838,7 +838,7 @@ const STATS_FLOOR_JS = `() => {
     if (open) connected.push(sessionId)
     else disconnected.push(sessionId)
   }
-  const byStatus = { connecting: 0, qr: 0, open: open ? n : 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, untracked: open ? 0 : n }
+  const byStatus = { connecting: 0, qr: 0, open: open ? n : 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, leaseLost: 0, untracked: open ? 0 : n }
   return sink({ totalSessions: n, activeSessions: active, inactiveSessions: [], errorSessions: [], connectedSessions: connected, disconnectedSessions: disconnected, byStatus, idleAfterMs: 600000, socketFaults: { count: 0, last: null } })
 }`
 
@@ -846,7 +846,7 @@ const STATS_FLOOR_JS = `() => {
 const SESSIONS_FLOOR_JS = `() => {
   const out = {}
   for (let k = 0; k < n; k++) {
-    out[ids[k]] = { createdAt: 1, lastActivity: 1, isConnected: open, error: null, status: open ? 'open' : null, tracked: open, lastDisconnect: null, me: open ? { id: mes[k], lid: null } : null, hasQr: false, connects: open ? 1 : 0, disconnects: 0, connectedAt: open ? 1 : null, disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0, threadId: 0 }
+    out[ids[k]] = { createdAt: 1, lastActivity: 1, isConnected: open, error: null, status: open ? 'open' : null, tracked: open, lastDisconnect: null, me: open ? { id: mes[k], lid: null } : null, hasQr: false, connects: open ? 1 : 0, disconnects: 0, connectedAt: open ? 1 : null, disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0, threadId: 0, supervision: null }
   }
   return sink(out)
 }`

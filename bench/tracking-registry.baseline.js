@@ -18,11 +18,11 @@
 // (`ev.emit` drops it, `ev.removeAllListeners('connection.update')`), it is ended with
 // `end(undefined)` (a rejected promise caught) and its ws gets a no-op `error` listener.
 
-const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired']
+const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired', 'leaseLost']
 // Keys only the registry sets (registry-core's READ_ONLY_KEYS) and keys that could reach a
 // prototype (FORBIDDEN_KEYS): updateSessionState refuses both.
 const READ_ONLY = new Set(['threadId', 'tracked', 'lastDisconnect', 'me', 'hasQr', 'connects', 'disconnects',
-  'connectedAt', 'disconnectedAt', 'lastInboundAt', 'lastOutboundAt', 'messagesIn', 'messagesOut'])
+  'connectedAt', 'disconnectedAt', 'lastInboundAt', 'lastOutboundAt', 'messagesIn', 'messagesOut', 'supervision'])
 const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype'])
 const REASONS = {
   428: 'connectionClosed',
@@ -81,6 +81,8 @@ function newState (now, tracked) {
     messagesIn: 0,
     messagesOut: 0,
     threadId: THREAD_ID,
+    // superviseSession's: this baseline supervises nothing.
+    supervision: null,
     // The bot's own keys: null until it sets one, so that the common state copies no more.
     custom: null
   }
@@ -197,7 +199,8 @@ function copyOf (state) {
     lastOutboundAt: state.lastOutboundAt,
     messagesIn: state.messagesIn,
     messagesOut: state.messagesOut,
-    threadId: state.threadId
+    threadId: state.threadId,
+    supervision: null
   }
   const custom = state.custom
   if (custom !== null) {
@@ -363,7 +366,7 @@ function getStats () {
   const errorSessions = []
   const connectedSessions = []
   const disconnectedSessions = []
-  const byStatus = { connecting: 0, qr: 0, open: 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, untracked: 0 }
+  const byStatus = { connecting: 0, qr: 0, open: 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, leaseLost: 0, untracked: 0 }
   for (const [sessionId, state] of states) {
     activeSessions.push({
       sessionId,

@@ -87,6 +87,7 @@ fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
   let (env_key, thread_id) = handles::current().ok_or_else(|| {
     RegistryError::Internal("the registry was not initialised in this thread".into())
   })?;
+  crate::cluster::check_register(id)?;
   let registered = table::register(id, env_key, thread_id, track, takeover, js::now_ms())?;
   if let Some((owner, _)) = registered.previous {
     if owner != env_key {
@@ -120,6 +121,9 @@ unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> 
       // Asked first: without listeners the state is dropped where it lies, not moved (perf).
       if let Some(record) = removed.filter(|_| events::wanted()) {
         events::emit(id, ChangeKind::Removed, Some(record.state), None);
+      }
+      if found {
+        crate::cluster::on_unregistered(id);
       }
       found
     });

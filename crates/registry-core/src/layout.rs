@@ -83,6 +83,29 @@ const ME: &[Field] = &[
   ),
 ];
 
+const SUPERVISION: &[Field] = &[
+  f(
+    "state",
+    Kind::OptStr(|s| s.supervision.as_ref().map(|v| v.phase.as_str())),
+  ),
+  f(
+    "attempt",
+    Kind::Num(|s| s.supervision.as_ref().map_or(0.0, |v| f64::from(v.attempt))),
+  ),
+  f(
+    "nextAttemptAt",
+    Kind::OptNum(|s| s.supervision.as_ref().and_then(|v| v.next_attempt_at)),
+  ),
+  f(
+    "reason",
+    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.reason.as_deref())),
+  ),
+  f(
+    "error",
+    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.error.as_deref())),
+  ),
+];
+
 /// The fields of a state object, in property order. The keys the bot set itself follow them
 /// (one JSON string, see [`pack`]).
 pub const FIELDS: &[Field] = &[
@@ -107,6 +130,10 @@ pub const FIELDS: &[Field] = &[
   f("messagesIn", Kind::Num(|s| s.messages_in as f64)),
   f("messagesOut", Kind::Num(|s| s.messages_out as f64)),
   f("threadId", Kind::Num(|s| f64::from(s.thread_id))),
+  f(
+    "supervision",
+    Kind::Group(|s| s.supervision.is_some(), SUPERVISION),
+  ),
 ];
 
 const fn count(fields: &[Field]) -> usize {
@@ -229,6 +256,34 @@ pub fn pack(s: &SessionState, text: &mut Text, nums: &mut [f64]) {
   pack_fields(FIELDS, s, true, text, &mut nums[1..]);
 }
 
+fn fields_to_json(fields: &[Field], s: &SessionState) -> serde_json::Map<String, Value> {
+  let num = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+  let mut out = serde_json::Map::with_capacity(fields.len());
+  for field in fields {
+    let v = match field.kind {
+      Kind::Num(get) => num(get(s)),
+      Kind::OptNum(get) => get(s).map_or(Value::Null, num),
+      Kind::Bool(get) => Value::Bool(get(s)),
+      Kind::OptStr(get) => get(s).map_or(Value::Null, |t| Value::String(t.to_owned())),
+      Kind::Status(get) => get(s).map_or(Value::Null, |st| Value::String(st.as_str().into())),
+      Kind::Group(present, inner) if present(s) => Value::Object(fields_to_json(inner, s)),
+      Kind::Group(..) => Value::Null,
+    };
+    out.insert(field.name.to_owned(), v);
+  }
+  out
+}
+
+/// The state as the JSON of the object `getSessionState` returns (the fields of [`FIELDS`],
+/// then the bot's own keys): what the cluster mirrors for other nodes to read.
+pub fn to_json(s: &SessionState) -> Value {
+  let mut out = fields_to_json(FIELDS, s);
+  for (k, v) in &s.custom {
+    out.insert(k.clone(), v.clone());
+  }
+  Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -239,6 +294,28 @@ mod tests {
       None => t.latin1.iter().map(|&b| char::from(b)).collect(),
       Some(w) => String::from_utf16(w).unwrap(),
     }
+  }
+
+  #[test]
+  fn json_has_the_fields_in_order_then_the_custom_keys() {
+    let mut s = SessionState::new(5.0, true, 3);
+    s.status = Some(Status::LeaseLost);
+    s.custom.insert("plan".into(), Value::from("pro"));
+    let json = to_json(&s);
+    let keys: Vec<&str> = json
+      .as_object()
+      .unwrap()
+      .keys()
+      .map(String::as_str)
+      .collect();
+    assert_eq!(keys.len(), FIELDS.len() + 1);
+    assert_eq!(&keys[..3], &["createdAt", "lastActivity", "isConnected"]);
+    assert_eq!(keys.last(), Some(&"plan"));
+    assert_eq!(json["status"], "leaseLost");
+    assert_eq!(json["createdAt"], 5.0);
+    assert_eq!(json["lastDisconnect"], Value::Null);
+    assert_eq!(json["connectedAt"], Value::Null);
+    assert_eq!(json["threadId"], 3.0);
   }
 
   #[test]
@@ -264,8 +341,28 @@ mod tests {
     // me present: 1, id of 3 units, lid null.
     assert_eq!(&nums[11..14], &[1.0, 3.0, -1.0]);
     assert!(nums[17].is_nan(), "connectedAt null");
-    assert_eq!(nums[SLOTS - 2], 3.0, "threadId");
+    assert_eq!(nums[SLOTS - 8], 3.0, "threadId");
+    // supervision absent: 0, then its 5 slots.
+    assert_eq!(nums[SLOTS - 7], 0.0);
     assert_eq!(text_of(&text), "{\"k\":[1,2]}é1@s");
+  }
+
+  #[test]
+  fn supervision_packs_as_a_group() {
+    use crate::supervise::{Phase, Supervision};
+    let mut s = SessionState::new(0.0, true, 0);
+    s.supervision = Some(Supervision {
+      phase: Phase::Waiting,
+      attempt: 3,
+      next_attempt_at: Some(77.0),
+      reason: Some("connectionClosed".into()),
+      error: None,
+    });
+    let mut nums = vec![0.0; SLOTS];
+    let mut text = Text::default();
+    pack(&s, &mut text, &mut nums);
+    assert_eq!(&nums[SLOTS - 6..], &[1.0, 7.0, 3.0, 77.0, 16.0, -1.0]);
+    assert_eq!(text_of(&text), "waitingconnectionClosed");
   }
 
   #[test]

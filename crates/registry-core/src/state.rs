@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::supervise::Supervision;
+
 /// Where a session's socket is in its life, as its `connection.update` events tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,10 +27,13 @@ pub enum Status {
   Replaced,
   /// Closed with 515: Baileys asks for a new socket (normal right after pairing).
   RestartRequired,
+  /// Ended by the registry because this node lost (or was asked to give up) the session's
+  /// cluster lease: another node may run it now.
+  LeaseLost,
 }
 
 impl Status {
-  pub const ALL: [Status; 7] = [
+  pub const ALL: [Status; 8] = [
     Status::Connecting,
     Status::Qr,
     Status::Open,
@@ -36,6 +41,7 @@ impl Status {
     Status::LoggedOut,
     Status::Replaced,
     Status::RestartRequired,
+    Status::LeaseLost,
   ];
 
   pub fn as_str(self) -> &'static str {
@@ -47,6 +53,7 @@ impl Status {
       Status::LoggedOut => "loggedOut",
       Status::Replaced => "replaced",
       Status::RestartRequired => "restartRequired",
+      Status::LeaseLost => "leaseLost",
     }
   }
 
@@ -146,7 +153,7 @@ pub struct StatePatch {
 }
 
 /// Keys of the state that only the registry sets; `updateSessionState` refuses them.
-pub const READ_ONLY_KEYS: [&str; 13] = [
+pub const READ_ONLY_KEYS: [&str; 14] = [
   "threadId",
   "tracked",
   "lastDisconnect",
@@ -160,6 +167,7 @@ pub const READ_ONLY_KEYS: [&str; 13] = [
   "lastOutboundAt",
   "messagesIn",
   "messagesOut",
+  "supervision",
 ];
 
 /// Keys that could reach an object's prototype if they were ever set with plain assignment.
@@ -208,6 +216,9 @@ pub struct SessionState {
   pub messages_in: u64,
   pub messages_out: u64,
   pub thread_id: u32,
+  /// The supervision of a session made by `superviseSession`, `None` otherwise.
+  #[serde(default)]
+  pub supervision: Option<Supervision>,
   #[serde(default)]
   pub custom: Map<String, Value>,
 }
@@ -250,6 +261,7 @@ impl SessionState {
       messages_in: 0,
       messages_out: 0,
       thread_id,
+      supervision: None,
       custom: Map::new(),
     }
   }
@@ -368,6 +380,22 @@ impl SessionState {
     self.tracked = false;
     self.status = None;
     self.error = Some(reason);
+    self.transition_from(before)
+  }
+
+  /// The registry ended the socket because this node no longer holds the session's cluster
+  /// lease: `leaseLost`, not connected, `error` says why.
+  pub fn mark_lease_lost(&mut self, message: String, now: f64) -> Transition {
+    let before = (self.status, self.is_connected);
+    if self.is_connected {
+      self.disconnects += 1;
+      self.disconnected_at = Some(now);
+    }
+    self.status = Some(Status::LeaseLost);
+    self.is_connected = false;
+    self.has_qr = false;
+    self.error = Some(message);
+    self.last_activity = now;
     self.transition_from(before)
   }
 
@@ -563,6 +591,23 @@ mod tests {
     }
     assert!(!Status::LoggedOut.can_lead_to(Status::Open));
     assert!(Status::Replaced.can_lead_to(Status::Open));
+    assert!(Status::LeaseLost.can_lead_to(Status::Open));
+  }
+
+  #[test]
+  fn a_lost_lease_disconnects_once() {
+    let mut s = SessionState::new(0.0, true, 0);
+    s.is_connected = true;
+    s.status = Some(Status::Open);
+    let t = s.mark_lease_lost("lease lost".into(), 7.0);
+    assert!(t.changed());
+    assert_eq!(s.status, Some(Status::LeaseLost));
+    assert!(!s.is_connected);
+    assert_eq!((s.disconnects, s.disconnected_at), (1, Some(7.0)));
+    assert_eq!(s.error.as_deref(), Some("lease lost"));
+    let again = s.mark_lease_lost("lease lost".into(), 8.0);
+    assert!(!again.changed());
+    assert_eq!(s.disconnects, 1);
   }
 
   #[test]

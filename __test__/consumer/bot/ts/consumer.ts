@@ -7,6 +7,7 @@ import registry, {
   __napiBindingTarget,
   clearAll,
   configure,
+  connectCluster,
   createSocketWrapper,
   getAllSessions,
   getAllSockets,
@@ -19,6 +20,7 @@ import registry, {
   onStateChange,
   registerSocket,
   saveSnapshot,
+  superviseSession,
   unregisterSocket,
   updateSessionState,
   waitForState,
@@ -40,6 +42,21 @@ import registry, {
   type StateChangeEvent,
   type StateChangeType,
   type StatusCounts,
+  type ClaimOptions,
+  type Cluster,
+  type ClusterEvent,
+  type ClusterLease,
+  type ClusterNode,
+  type ClusterOptions,
+  type ClusterPlacement,
+  type ClusterStats,
+  type MakeSocketContext,
+  type SupervisedSession,
+  type Supervision,
+  type SupervisionBackoff,
+  type SupervisionPolicy,
+  type SupervisionPolicyReason,
+  type SupervisionRule,
   type WaitOptions
 } from 'baileys-socket-registry'
 
@@ -91,7 +108,7 @@ export function states (id: string): void {
   type _meRequired = Expect<Required_<SessionState, 'me'>>
   type _ldRequired = Expect<Required_<SessionState, 'lastDisconnect'>>
   type _status = Expect<Equal<SessionState['status'], SessionStatus | null>>
-  type _statuses = Expect<Equal<SessionStatus, 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired'>>
+  type _statuses = Expect<Equal<SessionStatus, 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired' | 'leaseLost'>>
   const ld: LastDisconnect | null = state.lastDisconnect
   if (ld) {
     const code: number | null = ld.code
@@ -153,7 +170,8 @@ export async function lifecycle (id: string): Promise<void> {
 
   const off = onStateChange((event: StateChangeEvent) => {
     const type: StateChangeType = event.type
-    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck'>>
+    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost' | 'reconnecting' | 'gaveUp' | 'stopped'>>
+    if (event.type === 'leaseLost') void [event.reason, event.token]
     type _current = Expect<Equal<StateChangeEvent['current'], SessionState | null>>
     type _previousRequired = Expect<Required_<StateChangeEvent, 'previous'>>
     const threadId: number = event.threadId
@@ -201,4 +219,75 @@ interface Patch extends SessionStateUpdate { plan?: 'free' | 'pro' }
 export function applyPatches (id: string, p: Patch, u: SessionStateUpdate): void {
   updateSessionState(id, p)
   updateSessionState(id, u)
+}
+
+// Several processes on one Redis: claim before registering.
+export async function cluster (): Promise<void> {
+  const options: ClusterOptions = { url: 'redis://127.0.0.1:6379', nodeId: 'host-a', leaseMs: 15_000 }
+  const c: Cluster = await connectCluster(options)
+  const nodeId: string = c.nodeId
+  const claim: ClaimOptions = { waitMs: 1000, takeover: true }
+  const lease: ClusterLease = await c.claim('user_42', claim)
+  type _token = Expect<Equal<ClusterLease['token'], string>>
+  const { state } = await useMultiFileAuthState('auth/user_42')
+  registerSocket(lease.sessionId, makeWASocket({ auth: state }))
+  const held: boolean = c.holds('user_42')
+  const where: ClusterPlacement | null = await c.whereIs('user_42')
+  if (where) {
+    const s: SessionState | null = where.state
+    const ttl: number = where.leaseTtlMs
+    void [s?.status, ttl, where.updatedAt]
+  }
+  const fleet: ClusterStats = await c.getStats()
+  const nodes: ClusterNode[] = fleet.nodes
+  const rowNode: string = fleet.activeSessions[0].nodeId
+  const counts: StatusCounts = fleet.byStatus
+  void [nodes[0].lastSeen, rowNode, counts.leaseLost, fleet.sessions[0].nodeId]
+  const off = c.onStateChange((e: ClusterEvent) => {
+    if (e.type === 'leaseLost') {
+      const reason: 'unreachable' | 'superseded' | 'takeover' = e.reason
+      void reason
+    } else if (e.type === 'state') {
+      void e.state?.isConnected
+    } else if (e.type === 'takeoverRequested') {
+      const by: string = e.by
+      void by
+    }
+  })
+  off()
+  try {
+    await c.claim('user_43')
+  } catch (err) {
+    const code = (err as { code?: RegistryErrorCode }).code
+    if (code === 'ERR_CLUSTER_HELD' || code === 'ERR_CLUSTER_NOT_HELD') void code
+  }
+  const released: boolean = await c.release('user_42')
+  const closed: void = await c.close()
+  void [nodeId, held, released, closed]
+}
+
+// Supervision: the registry makes the sockets, by policy.
+export async function supervised (id: string): Promise<SupervisedSession> {
+  const { state, saveCreds } = await useMultiFileAuthState(`auth/${id}`)
+  const backoff: SupervisionBackoff = { baseMs: 1000, factor: 2, maxMs: 60_000, jitter: 'full' }
+  const replaced: SupervisionRule = { baseMs: 30_000 }
+  const reason: SupervisionPolicyReason = 'connectionReplaced'
+  const policy: SupervisionPolicy = { backoff, maxAttempts: Infinity, stableAfterMs: 30_000, reasons: { [reason]: replaced, loggedOut: 'stop' } }
+  const handle = superviseSession(id, ({ attempt, lastDisconnect }: MakeSocketContext) => {
+    void [attempt, lastDisconnect?.date]
+    const sock = makeWASocket({ auth: state })
+    sock.ev.on('creds.update', saveCreds)
+    return sock
+  }, policy)
+  const now: Supervision = handle.supervision
+  type _state = Expect<Equal<Supervision['state'], 'running' | 'waiting' | 'stopped' | 'gaveUp'>>
+  type _next = Expect<Equal<Supervision['nextAttemptAt'], number | null>>
+  type _inState = Expect<Equal<SessionState['supervision'], Supervision | null>>
+  const off = onStateChange((e: StateChangeEvent) => {
+    if (e.type === 'reconnecting') void [e.attempt, e.delayMs, e.reason, e.error]
+  })
+  off()
+  void [now.attempt, handle.sessionId, handle.restart(), handle.stop()]
+  // An async makeSocket is fine too.
+  return superviseSession(`${id}_2`, async () => makeWASocket({ auth: state }))
 }
