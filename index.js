@@ -1297,7 +1297,9 @@ function updateSessionState (sessionId, updates) {
   let error = null
   for (let i = 0; i < n; i++) {
     const key = names[i]
-    if (key.length > FAST_KEY_UNITS || RESERVED[key] === true) {
+    // The registry's own keys are compared first: no lookup in RESERVED for them (perf).
+    if (key !== 'isConnected' && key !== 'error' && key !== 'status' &&
+      (key.length > FAST_KEY_UNITS || RESERVED[key] === true)) {
       return nativeUpdate(sessionId, rest(updates, names, i, values))
     }
     const value = updates[key]
@@ -1419,7 +1421,7 @@ function rest (updates, names, done, values) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    return c.custom === undefined ? copy(c.state) : copyCustom(c.state, cloneData(c.custom))
+    return c.custom === undefined ? copy(c.state) : withCustom(c.state, c.custom)
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -1446,7 +1448,24 @@ function getSessionState (sessionId) {
   } else {
     stateCache.set(sessionId, { slot, page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
-  return custom === undefined ? copy(state) : copyCustom(state, cloneData(custom))
+  return custom === undefined ? copy(state) : withCustom(state, custom)
+}
+
+/**
+ * A copy of `state` with the custom keys of `custom` (this thread's own parsed data, never
+ * handed out) after its fields: their values are spread in, then the objects among them are
+ * replaced by copies (own data properties that exist: no setter runs). One object less than
+ * copying `custom` first and spreading the copy.
+ */
+function withCustom (state, custom) {
+  const o = copyCustom(state, custom)
+  for (const key in custom) {
+    // for-in also walks enumerable keys a caller put on Object.prototype: own keys only.
+    if (!hasOwn(custom, key)) continue
+    const v = custom[key]
+    if (typeof v === 'object' && v !== null) o[key] = cloneData(v)
+  }
+  return o
 }
 
 /**
@@ -1473,22 +1492,73 @@ function cloneData (v) {
   return o
 }
 
+// Per thread, for getAllSessions: by version slot, the last row shaped for it ({ id, version,
+// state, custom }, never handed out), and its version in `seenVersions`, which the native side
+// reads to send only the rows that changed since. A removed session's row stays until its slot
+// is taken again, or until the rows outnumber the sessions (then they all go).
+let rowCache = []
+let rowCount = 0
+let seenVersions = new Uint32Array(1024)
+const ALL_ROW = LAYOUT.allRow
+
 /** Every session of the process as `{ [sessionId]: state }`, in registration order. */
 function getAllSessions () {
-  const data = nativeAllStates()
+  return allSessions(seenVersions) ?? allSessions(undefined)
+}
+
+/**
+ * getAllSessions with the rows this thread has (`seen`), or with none (`undefined`). `undefined`
+ * when a row the native side skipped is not here after all (never expected): the caller then
+ * asks for every row.
+ */
+function allSessions (seen) {
+  const data = nativeAllStates(seen)
   const t = data[0]
-  const m = new Float64Array(data[1])
-  const n = data[2]
-  const row = m.length / (n || 1)
+  const order = new Float64Array(data[1])
+  const m = new Float64Array(data[2])
+  const n = data[3]
   // No prototype while filling: an id such as '__proto__' is then an ordinary own key.
   const out = create(null)
-  for (let j = 0, b = 0; j < n; j++, b += row) {
-    let at = m[b] | 0
-    const id = t.slice(at, at += m[b + 1] | 0)
-    const customLen = m[b + 2] | 0
-    out[id] = customLen < 0 ? shape(m, b + 3, t, at) : shapeCustom(m, b + 3, t, at + customLen, parse(t.slice(at, at + customLen)))
+  for (let j = 0, o = 0; j < n; j++, o += 3) {
+    const slot = order[o]
+    const version = order[o + 1]
+    const r = order[o + 2]
+    let e
+    if (r < 0) {
+      e = rowCache[slot]
+      if (e === undefined || e.version !== version) return undefined
+    } else {
+      const b = r * ALL_ROW
+      let at = m[b] | 0
+      const id = t.slice(at, at += m[b + 1] | 0)
+      const customLen = m[b + 2] | 0
+      // Parsed once per change; each answer gets its own copy (cloneData).
+      const custom = customLen < 0 ? undefined : parse(t.slice(at, at + customLen))
+      const state = shape(m, b + 3, t, customLen < 0 ? at : at + customLen)
+      e = { id, version, state, custom }
+      if (slot !== NO_SLOT) rememberRow(slot, e)
+    }
+    out[e.id] = e.custom === undefined ? copy(e.state) : withCustom(e.state, e.custom)
+  }
+  if (rowCount > 2 * n + 1024) {
+    rowCache = []
+    rowCount = 0
+    seenVersions = new Uint32Array(1024)
   }
   return setPrototypeOf(out, ObjectPrototype)
+}
+
+function rememberRow (slot, e) {
+  if (slot >= seenVersions.length) {
+    let size = seenVersions.length * 2
+    while (size <= slot) size *= 2
+    const bigger = new Uint32Array(size)
+    bigger.set(seenVersions)
+    seenVersions = bigger
+  }
+  if (rowCache[slot] === undefined) rowCount++
+  rowCache[slot] = e
+  seenVersions[slot] = e.version
 }
 
 const STAT = LAYOUT.stats

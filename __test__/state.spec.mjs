@@ -294,6 +294,112 @@ test('an update after another thread changed the session reads both changes', as
   }
 })
 
+test('getAllSessions reshapes only what changed, and still hands out fresh copies that follow every change', async () => {
+  // getAllSessions keeps, per thread, the rows it shaped by version slot and is sent only the
+  // rows that changed: every answer must still equal a state read for each session.
+  const check = (label) => {
+    const all = getAllSessions()
+    const expected = {}
+    for (const id of Object.keys(all)) expected[id] = getSessionState(id)
+    assert.deepEqual(all, expected, label)
+    assert.equal(JSON.stringify(all), JSON.stringify(expected), `key order: ${label}`)
+    return all
+  }
+  for (let i = 0; i < 5; i++) fresh(`a${i}`)
+  updateSessionState('a1', { obj: { deep: [1] }, n: 1 })
+  const first = check('first call')
+  first.a1.obj.deep.push(2)
+  first.a1.n = 99
+  first.a2.isConnected = 'mutated'
+  delete first.a3
+  const second = check('unchanged sessions, rows kept from the first call')
+  assert.deepEqual(second.a1.obj, { deep: [1] }, 'a returned copy changed nothing')
+  assert.equal(second.a2.isConnected, false)
+  assert.notEqual(second.a1, first.a1)
+  assert.notEqual(second.a1.obj, first.a1.obj, 'nested objects are fresh too')
+  updateSessionState('a2', { isConnected: true, error: 'e' })
+  updateSessionState('a4', { added: 'x' })
+  assert.deepEqual([check('after updates').a2.error, check('again').a4.added], ['e', 'x'])
+  unregisterSocket('a0')
+  fresh('b0') // may take a0's version slot
+  assert.deepEqual(Object.keys(check('a removed session and a new one')), ['a1', 'a2', 'a3', 'a4', 'b0'])
+  registerSocket('a3', other, { track: false })
+  assert.equal('added' in check('a replaced session starts over').a3, false)
+  // A change made by another thread.
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    parentPort.on('message', () => {
+      r.updateSessionState('a4', { there: true })
+      parentPort.postMessage(r.getAllSessions().a4.there)
+    })
+  `, { eval: true })
+  try {
+    worker.postMessage(0)
+    assert.equal(await new Promise((resolve) => worker.once('message', resolve)), true)
+  } finally {
+    await worker.terminate()
+  }
+  assert.equal(check('changed by another thread').a4.there, true)
+  // Many sessions, then few: the rows kept for the gone ones are let go, and answers stay right.
+  for (let i = 0; i < 1500; i++) fresh(`many${i}`)
+  assert.equal(Object.keys(check('1,505 sessions')).length, 1505)
+  for (let i = 0; i < 1500; i++) unregisterSocket(`many${i}`)
+  check('5 sessions again')
+  assert.deepEqual(Object.keys(check('and again')), ['a1', 'a2', 'a3', 'a4', 'b0'])
+})
+
+test('getStats follows every change', () => {
+  const iso = (ms) => new Date(ms).toISOString()
+  const check = (label) => {
+    const stats = getStats()
+    const all = getAllSessions()
+    const expected = Object.entries(all).map(([sessionId, s]) => ({
+      sessionId, createdAt: iso(s.createdAt), lastActivity: iso(s.lastActivity), isConnected: s.isConnected, error: s.error, status: s.status
+    }))
+    assert.deepEqual(stats.activeSessions, expected, label)
+    assert.deepEqual(stats.errorSessions, expected.filter((e) => e.error).map(({ sessionId, error }) => ({ sessionId, error })), label)
+    assert.deepEqual(stats.connectedSessions, expected.filter((e) => e.isConnected).map((e) => e.sessionId), label)
+    return stats
+  }
+  for (let i = 0; i < 5; i++) fresh(`st${i}`)
+  const first = check('first call')
+  first.activeSessions[1].sessionId = 'mutated'
+  first.activeSessions[2].error = 'mutated'
+  check('a caller changing a result changes nothing')
+  updateSessionState('st2', { error: 'broken', isConnected: true })
+  updateSessionState('st3', { createdAt: 0 })
+  check('after updates')
+  updateSessionState('st2', { error: null })
+  check('error cleared')
+  unregisterSocket('st0')
+  fresh('other0')
+  check('a removed session and a new one')
+  registerSocket('st4', other, { track: false })
+  assert.equal(check('a replaced session').totalSessions, 5)
+})
+
+test('getAllSessions and getStats list sessions in registration order, a replaced id keeping its place', () => {
+  const expected = []
+  for (let i = 0; i < 40; i++) {
+    fresh(`o${i}`)
+    expected.push(`o${i}`)
+  }
+  registerSocket('o3', other, { track: false })
+  const listed = () => [Object.keys(getAllSessions()), getStats().activeSessions.map((s) => s.sessionId)]
+  assert.deepEqual(listed(), [expected, expected], 'dense registration numbers')
+  // Many registrations gone since: the numbers of the live sessions are far apart.
+  for (let i = 0; i < 600; i++) {
+    fresh(`churn${i}`)
+    unregisterSocket(`churn${i}`)
+  }
+  for (let i = 0; i < 36; i++) unregisterSocket(`o${i}`)
+  fresh('late')
+  registerSocket('o37', other, { track: false })
+  const after = ['o36', 'o37', 'o38', 'o39', 'late']
+  assert.deepEqual(listed(), [after, after], 'sparse registration numbers')
+})
+
 test('getAllSessions and getStats are shaped from the same state', () => {
   fresh('__proto__')
   fresh('b')

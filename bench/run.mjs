@@ -278,8 +278,19 @@ async function floors (hooks, timing) {
   // Not no-ops: the least a count (a number to return) and a lookup (an id to read) must do.
   await napi('N-API floor + returning a number', '() => sink(f())', { f: f.noopNumber })
   await napi('N-API floor + reading the id string', '() => sink(f(ids[i++ & 4095]))', { f: f.readId, ids })
+  // Not a crossing: removing a session from the process-wide table in Rust alone (the hook
+  // times it itself; the lowest of a few batches of 1,024, as noise only adds time).
+  if (hooks && typeof hooks.tableRemoval === 'function') {
+    let best = Infinity
+    for (let k = 0; k < (QUICK ? 2 : 20); k++) best = Math.min(best, hooks.tableRemoval(1024))
+    out[TABLE_REMOVAL] = best
+  } else {
+    out[TABLE_REMOVAL] = null
+  }
   return out
 }
+const TABLE_REMOVAL = 'table removal in Rust alone (no crossing)'
+
 
 // ---------------------------------------------------------------------------------------------
 // One comparison: native against one baseline, at every size
@@ -338,7 +349,10 @@ async function runPhase (phase, hooks, t, log) {
         grow(R, tracked, own, n)
         if (R.getSocketCount() !== n) throw new Error(`${phase.key} ${side}: registration failed at ${n}`)
         log(`  round ${round + 1}/${ROUNDS}, ${side === 'native' ? 'native' : 'baseline'}, ${n.toLocaleString('en-US')} sessions\n`)
-        if (PER_CALL_SIZES.includes(n)) for (const [op, m] of await perCall(R, tracked, own, t)) keep(side, `${op}@${n}`, m)
+        if (PER_CALL_SIZES.includes(n)) {
+          for (const [op, m] of await perCall(R, tracked, own, t)) keep(side, `${op}@${n}`, m)
+          for (const [op, m] of await perCallFloors(own, t)) keep('base', `floor:${op}@${n}`, m)
+        }
         if (WHOLE_SIZES.includes(n)) {
           for (const [op, m] of await whole(R, own, t)) keep(side, `${op}@${n}`, m)
           // The plain-JS lower bounds use no registry: measured beside both sides, lowest kept.
@@ -381,7 +395,8 @@ const FLOOR_OF = {
   [OP.stateCustom]: F1,
   [OP.register]: F2,
   [OP.replace]: F2,
-  [OP.unregister]: F1
+  // It reads the id: that floor, not the bare no-op's.
+  [OP.unregister]: 'N-API floor + reading the id string'
 }
 const PER_CALL_OPS = [OP.getHit, OP.getMiss, OP.has, OP.count, OP.update, OP.state, OP.stateAfterUpdate,
   OP.register, OP.replace, OP.unregister, OP.stateCustom]
@@ -467,6 +482,44 @@ async function jsFloors (tracked, ids, { slowTiming }) {
     [OP.sessions, await median(compile(SESSIONS_FLOOR_JS, vars), slowTiming)]
   ]
 }
+
+/**
+ * Lower bounds of per-call rows whose target is out of reach for a reason plain JavaScript
+ * shows: getSocketCount must read the takeover counter (an Int32Array over memory the native
+ * side bumps) before a Map's size, and getSessionState hands out a fresh copy where the Map
+ * module hands out its live object.
+ */
+async function perCallFloors (ids, { timing }) {
+  const map = new Map(ids.map((id) => [id, id]))
+  const rev = new Int32Array(1)
+  const now = Date.now()
+  const src = {
+    createdAt: now, lastActivity: now, isConnected: false, error: null, status: null, tracked: false,
+    lastDisconnect: null, me: null, hasQr: false, connects: 0, disconnects: 0, connectedAt: null,
+    disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0,
+    threadId: 0, profile: { name: 'Ana', tags: ['vip'] }
+  }
+  return [
+    [OP.count, await median(compile('() => sink(rev[0] !== seen.at ? -1 : map.size)', { map, rev, seen: { at: 0 } }), timing)],
+    [OP.stateCustom, await median(compile(STATE_COPY_JS, { src }), timing)]
+  ]
+}
+
+/** A copy of a state with one custom key (`profile`), by hand: what any fresh copy costs at least. */
+const STATE_COPY_JS = `() => {
+  const o = src
+  const ld = o.lastDisconnect
+  const me = o.me
+  const p = o.profile
+  return sink({
+    createdAt: o.createdAt, lastActivity: o.lastActivity, isConnected: o.isConnected, error: o.error, status: o.status, tracked: o.tracked,
+    lastDisconnect: ld === null ? null : { code: ld.code, reason: ld.reason, message: ld.message, at: ld.at },
+    me: me === null ? null : { id: me.id, lid: me.lid },
+    hasQr: o.hasQr, connects: o.connects, disconnects: o.disconnects, connectedAt: o.connectedAt, disconnectedAt: o.disconnectedAt,
+    lastInboundAt: o.lastInboundAt, lastOutboundAt: o.lastOutboundAt, messagesIn: o.messagesIn, messagesOut: o.messagesOut, threadId: o.threadId,
+    profile: { name: p.name, tags: p.tags.slice() }
+  })
+}`
 
 /** The two sides of a comparison must answer alike, or the numbers compare different work. */
 function checkParity (phase, ids) {
@@ -861,7 +914,17 @@ function judgeRow (r, floor) {
   const f = r.floor ? floor[r.floor] : null
   if (f != null) r.bounds.push(`one Node-API crossing with the same arguments (a raw no-op) alone: ${x(f / r.baseline)} the baseline`)
   else if (r.floor) r.bounds.push('N-API floor unavailable (the addon has no __bench hooks)')
-  if (r.jsFloor != null) r.bounds.push(`plain JS building the same objects from ready data: ${x(r.jsFloor / r.baseline)} the baseline`)
+  if (r.op === OP.unregister && floor[TABLE_REMOVAL] != null) {
+    r.bounds.push(`removing the session from the process-wide table in Rust alone (no crossing): ${x(floor[TABLE_REMOVAL] / r.baseline)} the baseline` +
+      (f != null ? `; with the crossing: ${x((f + floor[TABLE_REMOVAL]) / r.baseline)}` : ''))
+  }
+  if (r.jsFloor != null) r.bounds.push(`${JS_FLOOR_WHAT[r.op] ?? 'plain JS building the same objects from ready data'}: ${x(r.jsFloor / r.baseline)} the baseline`)
+}
+
+// What a row's plain-JavaScript lower bound is, where it is not "the same objects from ready data".
+const JS_FLOOR_WHAT = {
+  [OP.count]: "plain JS: a Map's size after reading a counter in an Int32Array (the takeover check every lookup makes)",
+  [OP.stateCustom]: 'plain JS copying the same state object (a fresh copy per call, as the package hands out)'
 }
 
 /** A deterministic shuffled sample of `len` items (repeating when there are fewer). */
@@ -943,7 +1006,7 @@ function renderPhase (phase, rows, floor) {
 }
 
 function renderJsFloors (bounds, rows) {
-  return grid('lower bounds: plain JavaScript building the same objects from data it already holds',
+  return grid('lower bounds: plain JavaScript doing the least each result needs, from data it already holds (the targets below say what, per row)',
     ['shape', 'vs', 'sessions', 'pure JS', 'baseline', 'pure JS÷baseline', 'native÷pure JS'],
     bounds.map((r) => [r.op, r.vs === 'map' ? 'Map module' : 'tracking registry', r.sessions.toLocaleString('en-US'), fmt(r.jsFloor), fmt(r.baseline), x(r.jsFloor / r.baseline), x(r.native / r.jsFloor)]))
 }

@@ -3,7 +3,8 @@
 //! [`with_id`] reads a session id the cheapest way Node-API allows (one call, into the stack);
 //! the socket path's hot native calls (`src/sockets.rs`) use it. The benchmark's floor (the
 //! cost of a raw no-op call taking the same arguments) lives here too, on the non-enumerable
-//! `__bench` property of the exports, with one test hook (`panic`).
+//! `__bench` property of the exports, with the cost of a table removal alone and one test hook
+//! (`panic`).
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -12,6 +13,7 @@ use std::ptr;
 use napi::sys;
 
 use crate::js::{self, Callback, Env, JsResult, Value};
+use registry_core::table;
 
 /// Puts the benchmark's floor on the exports. Runs once per environment.
 pub fn install(env: Env, exports: Value) -> JsResult<()> {
@@ -28,11 +30,12 @@ pub fn install(env: Env, exports: Value) -> JsResult<()> {
 /// keeps it on its own exports the same way.
 fn install_bench_hooks(env: Env, exports: Value) -> JsResult<()> {
   let bench = js::object(env)?;
-  let hooks: [(&CStr, &CStr, Callback); 5] = [
+  let hooks: [(&CStr, &CStr, Callback); 6] = [
     (c"noop", c"__benchNoop", bench_noop),
     (c"noopNoArgs", c"__benchNoopNoArgs", bench_noop_no_args),
     (c"noopNumber", c"__benchNoopNumber", bench_noop_number),
     (c"readId", c"__benchReadId", bench_read_id),
+    (c"tableRemoval", c"__benchTableRemoval", bench_table_removal),
     (c"panic", c"__benchPanic", test_panic),
   ];
   for (key, name, cb) in hooks {
@@ -150,6 +153,33 @@ unsafe extern "C" fn bench_read_id(env: Env, info: sys::napi_callback_info) -> V
   };
   std::hint::black_box(with_id(env, id, |s| s.len()));
   id
+}
+
+/// Not a call's floor but a part of one: what removing a session from the process-wide table
+/// costs in Rust alone, with no crossing (the floor of `unregisterSocket` beside the crossing).
+/// `__bench.tableRemoval(n)` registers `n` records under ids no bot uses, owned by no
+/// environment, removes them the way `unregisterSocket` does and returns the nanoseconds per
+/// removal (the registrations are not timed).
+unsafe extern "C" fn bench_table_removal(env: Env, info: sys::napi_callback_info) -> Value {
+  js::guard(env, || {
+    let Some(([n], _)) = (unsafe { js::cb_args::<1>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let n = js::get_number(env, n).map_or(1, |n| n.clamp(1.0, 100_000.0) as usize);
+    // An owner no environment has (keys count up from 1), so no thread's sessions are touched.
+    const NOBODY: u64 = u64::MAX;
+    let ids: Vec<String> = (0..n).map(|i| format!("\u{0}bench-removal-{i}")).collect();
+    for id in &ids {
+      // Cannot fail: a new id, or one this owner registered.
+      let _ = table::register(id, NOBODY, 0, false, false, 0.0);
+    }
+    let started = std::time::Instant::now();
+    for id in &ids {
+      std::hint::black_box(table::remove_owned(id, NOBODY));
+    }
+    let ns = started.elapsed().as_nanos() as f64 / n as f64;
+    js::number(env, ns).unwrap_or(ptr::null_mut())
+  })
 }
 
 /// Not a floor: a test hook (`__test__/hostile.spec.mjs`) that panics inside [`js::guard`],

@@ -322,10 +322,10 @@ mod tests {
   fn pack_follows_the_table() {
     let mut s = SessionState::new(5.0, true, 3);
     s.error = Some("é".into());
-    s.me = Some(Me {
+    s.me = Some(Box::new(Me {
       id: Some("1@s".into()),
       lid: None,
-    });
+    }));
     s.custom.insert("k".into(), Value::from(vec![1, 2]));
     let mut nums = vec![0.0; SLOTS];
     let mut text = Text::default();
@@ -373,12 +373,12 @@ mod tests {
     let mut text = Text::default();
     pack(&s, &mut text, &mut nums);
     assert!(text.is_empty());
-    s.last_disconnect = Some(LastDisconnect {
+    s.last_disconnect = Some(Box::new(LastDisconnect {
       code: Some(428),
       reason: Some("connectionClosed".into()),
       message: None,
       at: 9.0,
-    });
+    }));
     pack(&s, &mut text, &mut nums);
     assert_eq!(&nums[7..12], &[1.0, 428.0, 16.0, -1.0, 9.0]);
   }

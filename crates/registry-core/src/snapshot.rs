@@ -58,8 +58,8 @@ impl SavedSession {
       is_connected: s.is_connected,
       error: s.error.clone(),
       status: s.status,
-      last_disconnect: s.last_disconnect.clone(),
-      me: s.me.clone(),
+      last_disconnect: s.last_disconnect.as_deref().cloned(),
+      me: s.me.as_deref().cloned(),
       connects: s.connects,
       disconnects: s.disconnects,
       connected_at: s.connected_at,
@@ -538,10 +538,10 @@ mod tests {
   fn sample() -> Vec<SavedSession> {
     let mut state = SessionState::new(1000.0, true, 0);
     state.custom.insert("phone".into(), Value::from("+100"));
-    state.me = Some(Me {
+    state.me = Some(Box::new(Me {
       id: Some("1@s.whatsapp.net".into()),
       lid: Some("2@lid".into()),
-    });
+    }));
     vec![SavedSession::from_state("user_1", &state)]
   }
 

@@ -202,8 +202,10 @@ pub struct SessionState {
   /// `None` for a socket the registry does not track (and nobody set a status).
   pub status: Option<Status>,
   pub tracked: bool,
-  pub last_disconnect: Option<LastDisconnect>,
-  pub me: Option<Me>,
+  // Boxed: absent in most records (always in untracked ones), and a record is kept for every
+  // session in the process-wide table, where inline they were a third of its size.
+  pub last_disconnect: Option<Box<LastDisconnect>>,
+  pub me: Option<Box<Me>>,
   pub has_qr: bool,
   pub connects: u32,
   pub disconnects: u32,
@@ -332,12 +334,12 @@ impl SessionState {
     if let Some((code, message)) = &update.last_disconnect {
       // Drop-in rule of createSocketWrapper: a lastDisconnect sets `error` to its message.
       self.error = message.clone();
-      self.last_disconnect = Some(LastDisconnect {
+      self.last_disconnect = Some(Box::new(LastDisconnect {
         code: *code,
         reason: disconnect_reason(*code, message.as_deref()).map(str::to_owned),
         message: message.clone(),
         at: now,
-      });
+      }));
     }
     self.last_activity = now;
     self.transition_from(before)
@@ -363,10 +365,10 @@ impl SessionState {
     if me.id.is_none() && me.lid.is_none() {
       return false;
     }
-    if self.me.as_ref() == Some(&me) {
+    if self.me.as_deref() == Some(&me) {
       return false;
     }
-    self.me = Some(me);
+    self.me = Some(Box::new(me));
     self.last_activity = now;
     true
   }
