@@ -88,7 +88,7 @@ export interface RegistryConfig {
  * code (a getter, a Proxy trap, `toJSON`, the `makeWASocket` factory) passes through as it
  * is, without a `code`.
  */
-export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_STATE_TOO_LARGE' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
+export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_STATE_TOO_LARGE' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_CLUSTER_OPTIONS' | 'ERR_CLUSTER_CONNECT' | 'ERR_CLUSTER_ALREADY_CONNECTED' | 'ERR_CLUSTER_UNAVAILABLE' | 'ERR_CLUSTER_HELD' | 'ERR_CLUSTER_CLAIM_TIMEOUT' | 'ERR_CLUSTER_NOT_HELD' | 'ERR_CLUSTER_CLOSED' | 'ERR_CLUSTER_RECOVERING' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
 
 /**
  * What `getStats()` returns, for every session of the process: the shape of
@@ -284,9 +284,10 @@ export interface SessionStateUpdate {
  * `connecting` (handshake), `qr` (waiting for a scan), `open` (logged in),
  * `closed` (closed; a new socket may reconnect), `loggedOut` (401: credentials gone),
  * `replaced` (440: another client took the connection), `restartRequired` (515: make a new
- * socket, normal right after pairing).
+ * socket, normal right after pairing), `leaseLost` (ended by the registry: this node lost, or
+ * was asked to give up, the session's cluster lease).
  */
-export type SessionStatus = 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired'
+export type SessionStatus = 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired' | 'leaseLost'
 
 /**
  * One row of `getStats().activeSessions` (times as ISO-8601 strings). Every key is always
@@ -354,13 +355,22 @@ export interface StateChangeEvent {
   current: SessionState | null
   /** The thread that owns the session's socket. */
   threadId: number
+  /**
+   * `leaseLost` only: why (`unreachable`: Redis did not answer in time; `superseded`: another
+   * node holds it now; `takeover`: another node asked for it, and the lease is released).
+   */
+  reason?: 'unreachable' | 'superseded' | 'takeover'
+  /** `leaseLost` only: the fencing token of the lost lease, as a decimal string. */
+  token?: string
 }
 
 /**
  * What a state-change event reports: `registered`, `status` (status or `isConnected`
- * changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`).
+ * changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`), `leaseLost`
+ * (this node lost, or was asked to give up, the session's cluster lease: its socket was
+ * ended).
  */
-export type StateChangeType = 'registered' | 'status' | 'removed' | 'stuck'
+export type StateChangeType = 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost'
 
 /**
  * How many sessions have each status; `untracked` counts sessions without one (registered
@@ -381,6 +391,8 @@ export interface StatusCounts {
   replaced: number
   /** Sessions that need a new socket (515). */
   restartRequired: number
+  /** Sessions ended because this node lost their cluster lease. */
+  leaseLost: number
   /** Sessions the registry does not track. */
   untracked: number
 }

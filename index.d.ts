@@ -93,3 +93,159 @@ export declare function getAllSessions(): Record<string, SessionState>
  * `byStatus`, `idleAfterMs` and `socketFaults`.
  */
 export declare function getStats(): RegistryStats
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/** Options of {@link connectCluster}. Times are whole milliseconds. */
+export interface ClusterOptions {
+  /** `redis://[user:password@]host:port[/db]`. */
+  url: string
+  /** This node's name in the cluster, unique per process: 1 to 128 characters without `{` or `}`. Default: `${hostname}-${pid}`. */
+  nodeId?: string
+  /** How long a lease lives in Redis without renewal (300 to 3,600,000). Default 15000. */
+  leaseMs?: number
+  /** A lease counts as lost this long before it could expire in Redis (the safety margin for clock rates and scheduling delays). Default `leaseMs / 5`. */
+  marginMs?: number
+  /** Prefix of every key and of the events channel (no `{` or `}`). Default `'bsr'`. */
+  prefix?: string
+  /** A cluster call that cannot reach Redis within this rejects with `ERR_CLUSTER_UNAVAILABLE` (1 to 60000). Default 2000. */
+  opTimeoutMs?: number
+  /** How often held leases are renewed. Default `leaseMs / 3`; `renewEveryMs + marginMs` must stay below `leaseMs`. */
+  renewEveryMs?: number
+  /**
+   * After Redis lost its data (a restart without persistence), sessions it no longer knows can
+   * be claimed only after this long, so that their owners can re-assert their leases first
+   * (claims meanwhile reject with `ERR_CLUSTER_RECOVERING`). Default `leaseMs`; 0 turns it off.
+   */
+  dataLossGraceMs?: number
+  /** How often changed session states are gathered and mirrored to Redis in one batch. Default 20. */
+  mirrorFlushMs?: number
+}
+
+/** Options of {@link Cluster.claim}. */
+export interface ClaimOptions {
+  /** Wait up to this long for the owner to release (or its lease to expire), then claim. */
+  waitMs?: number
+  /** Ask the owner to let go (it ends its socket and releases), and wait for it: up to `waitMs`, or `leaseMs`. */
+  takeover?: boolean
+}
+
+/** A lease this node holds. */
+export interface ClusterLease {
+  sessionId: string
+  nodeId: string
+  /** The fencing token, as a decimal string: larger than every token issued to an earlier owner of the session. */
+  token: string
+}
+
+/** Where a session runs, as Redis sees it. */
+export interface ClusterPlacement {
+  sessionId: string
+  /** The node holding the lease. */
+  nodeId: string
+  /** The lease's fencing token, as a decimal string. */
+  token: string
+  /** How long the lease lives without another renewal (ms). */
+  leaseTtlMs: number
+  /** The last state its owner mirrored (what `getSessionState` returns there), or `null`. */
+  state: SessionState | null
+  /** When that state was written (Redis time, epoch ms), or `null`. */
+  updatedAt: number | null
+}
+
+/** One live node of the fleet. */
+export interface ClusterNode {
+  nodeId: string
+  /** Sessions it holds (claimed, registered or not). */
+  sessions: number
+  /** Of those, sessions whose mirrored state says `isConnected`. */
+  connected: number
+  /** Its last heartbeat (its own clock, epoch ms). */
+  lastSeen: number
+}
+
+/**
+ * `getStats()` for the whole fleet: every session some node mirrored a state for, each row
+ * with its `nodeId`; `socketFaults` are this process's. Plus every such state in `sessions`
+ * and the live nodes in `nodes`.
+ */
+export interface ClusterStats extends Omit<RegistryStats, 'activeSessions'> {
+  activeSessions: Array<RegistryStats['activeSessions'][number] & { nodeId: string }>
+  sessions: Array<SessionState & { sessionId: string, nodeId: string }>
+  nodes: ClusterNode[]
+}
+
+/** An event of {@link Cluster.onStateChange}. */
+export type ClusterEvent =
+  /** A node took (`claimed`), gave up (`released`) or put back after a Redis restart (`reasserted`) a lease. */
+  | { type: 'claimed' | 'released' | 'reasserted', sessionId: string, nodeId: string, token?: string }
+  /** `by` asked `nodeId` (the owner) to let the session go. */
+  | { type: 'takeoverRequested', sessionId: string, nodeId: string, token?: string, by: string }
+  /** The owner mirrored a new state of the session. */
+  | { type: 'state', sessionId: string, nodeId: string, token?: string, state: SessionState | null }
+  /** This node lost the lease (its socket was ended): `unreachable` (no renewal in time), `superseded` (another node holds it now), `takeover` (`by` asked for it; released). */
+  | { type: 'leaseLost', sessionId: string, nodeId: string, token: string, reason: 'unreachable' | 'superseded' | 'takeover', by?: string }
+  /** Releasing a lease in Redis failed (after unregisterSocket / clearAll / a takeover): it expires after `leaseMs` anyway. */
+  | { type: 'releaseFailed', sessionId: string, nodeId: string, token: string, code: string, message: string }
+
+/** The process's connection to the cluster (see {@link connectCluster}). */
+export interface Cluster {
+  /** This node's id. */
+  readonly nodeId: string
+  /**
+   * Takes the session's lease for this node (resolves at once if it holds it already); it is
+   * renewed until released. Rejects with `ERR_CLUSTER_HELD` (`err.owner` names the node) when
+   * another live node holds it, or with `waitMs` / `takeover` waits for it, then
+   * `ERR_CLUSTER_CLAIM_TIMEOUT`; `ERR_CLUSTER_RECOVERING` (`err.retryMs`) shortly after Redis
+   * lost its data; `ERR_CLUSTER_UNAVAILABLE`, `ERR_CLUSTER_CLOSED`, `ERR_INVALID_SESSION_ID`,
+   * `ERR_INVALID_OPTIONS`.
+   */
+  claim(sessionId: string, options?: ClaimOptions): Promise<ClusterLease>
+  /**
+   * Gives the lease up: the session's socket, wherever it is registered in this process, is
+   * unregistered and let go silently first (at once in this thread), then the lease is deleted
+   * in Redis. Resolves with whether Redis still had it under this node's token. Rejects with
+   * `ERR_CLUSTER_NOT_HELD` when this node does not hold it, `ERR_CLUSTER_UNAVAILABLE` when
+   * Redis cannot be reached (the lease is given up here anyway and expires there).
+   */
+  release(sessionId: string): Promise<boolean>
+  /** Whether this node holds the session's lease now (local knowledge, no Redis call). */
+  holds(sessionId: string): boolean
+  /** Where the session runs, with its mirrored state, or `null` when no node holds it. */
+  whereIs(sessionId: string): Promise<ClusterPlacement | null>
+  /** {@link getStats} for the whole fleet, plus the live nodes. */
+  getStats(): Promise<ClusterStats>
+  /**
+   * Calls `listener` (in this thread) for every cluster event from now on: leases claimed,
+   * released, reasserted, takeovers asked, states mirrored by any node, and this node's lost
+   * leases. Returns the function that ends the subscription. It does not keep the process
+   * alive. A listener that throws is reported as a process warning.
+   */
+  onStateChange(listener: (event: ClusterEvent) => void): () => void
+  /**
+   * Releases every lease (their sockets, wherever registered in this process, are
+   * unregistered and let go silently first), removes the node from the fleet view and stops
+   * its tasks; `registerSocket` no longer checks leases. Calling it again returns the same
+   * promise. Rejects with `ERR_CLUSTER_UNAVAILABLE` if Redis could not be reached (everything
+   * is stopped anyway; the leases then expire after `leaseMs`).
+   */
+  close(): Promise<void>
+}
+
+/**
+ * Connects this process to a cluster on Redis: one connection per process, shared by its
+ * worker threads. While connected, `registerSocket` (in any thread) throws
+ * `ERR_CLUSTER_NOT_HELD` for an id this node has not claimed; `unregisterSocket` and
+ * `clearAll` release the leases of the ids they remove (in the background; a failure is a
+ * `releaseFailed` event). When this node loses a lease (Redis unreachable until a safety
+ * margin before the lease could expire, another node holds it, or a takeover was asked), the
+ * session's socket is ended silently, its status becomes `leaseLost` (it stays registered
+ * until unregistered or replaced), and `onStateChange` listeners receive a `leaseLost` event.
+ * The state of each held session is mirrored to Redis in batches.
+ *
+ * Rejects with `ERR_CLUSTER_OPTIONS` (TypeError) for malformed options,
+ * `ERR_CLUSTER_CONNECT` when Redis cannot be reached or refuses (wrong password, not a Redis
+ * server), `ERR_CLUSTER_ALREADY_CONNECTED` when this process already has a cluster.
+ */
+export declare function connectCluster(options: ClusterOptions): Promise<Cluster>

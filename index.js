@@ -119,6 +119,8 @@ function applyRevocations () {
     if (tracker !== undefined) trackers.delete(id)
     letGo(id, socket, tracker)
   }
+  // Sessions whose cluster lease this node lost (see the Cluster section).
+  applyLostLeases()
 }
 
 /** An error with its stable `code`: the one place the JavaScript side makes one. */
@@ -1052,6 +1054,173 @@ function getStats () {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cluster: connectCluster and the Cluster object.
+//
+// One cluster connection per process (src/cluster.rs), shared by every thread: while it is
+// connected, registerSocket in any thread refuses an id this node does not hold (checked
+// natively, in the register decision), and unregisterSocket / clearAll release the leases of
+// the ids they remove. Here: option checks, the Cluster object, and the JavaScript side of a
+// lost lease (the socket is ended silently, as after a takeover by another thread, but the
+// session stays registered with status `leaseLost` until the bot unregisters or replaces it).
+
+const {
+  __clusterConnect: nativeClusterConnect,
+  __clusterClaim: nativeClusterClaim,
+  __clusterHolds: nativeClusterHolds,
+  __clusterLetGo: nativeClusterLetGo,
+  __clusterReleaseLease: nativeClusterReleaseLease,
+  __clusterWhereIs: nativeClusterWhereIs,
+  __clusterStats: nativeClusterStats,
+  __clusterSubscribe: nativeClusterSubscribe,
+  __clusterUnsubscribe: nativeClusterUnsubscribe,
+  __clusterClosing: nativeClusterClosing,
+  __clusterClose: nativeClusterClose,
+  __takeLost: nativeTakeLost,
+  __clusterLostDone: nativeClusterLostDone
+} = binding
+const hostname = require('node:os').hostname
+const isInteger = Number.isInteger
+
+function applyLostLeases () {
+  const lost = nativeTakeLost()
+  for (let i = 0; i < lost.length; i++) {
+    const id = lost[i]
+    const socket = sockets.get(id)
+    if (socket !== undefined) {
+      const tracker = trackers.get(id)
+      // The tracker goes (its listeners are removed): the status stays `leaseLost`.
+      if (tracker !== undefined) trackers.delete(id)
+      letGo(id, socket, tracker)
+    }
+    // A takeover's lease is released once the socket has ended.
+    nativeClusterLostDone(id)
+  }
+}
+
+const CONNECT = 'connectCluster(options)'
+const MS_OPTIONS = ['leaseMs', 'marginMs', 'opTimeoutMs', 'renewEveryMs', 'dataLossGraceMs', 'mirrorFlushMs']
+
+function clusterOptionsError (message) {
+  return registryError(TypeError, 'ERR_CLUSTER_OPTIONS', `${CONNECT}: ${message}`)
+}
+
+/** The checked options as a fresh object of plain values (each getter read once). */
+function clusterOptions (options) {
+  if (!isObject(options)) throw clusterOptionsError(`options must be an object with a url, got ${typeName(options)}`)
+  const url = options.url
+  if (typeof url !== 'string' || url === '') throw clusterOptionsError('options.url must be a redis:// URL')
+  const out = { __proto__: null, url }
+  const nodeId = options.nodeId
+  if (nodeId === undefined) out.nodeId = `${hostname()}-${process.pid}`
+  else if (typeof nodeId === 'string') out.nodeId = nodeId
+  else throw clusterOptionsError(`options.nodeId must be a string, got ${typeName(nodeId)}`)
+  const prefix = options.prefix
+  if (prefix !== undefined) {
+    if (typeof prefix !== 'string') throw clusterOptionsError(`options.prefix must be a string, got ${typeName(prefix)}`)
+    out.prefix = prefix
+  }
+  for (let i = 0; i < MS_OPTIONS.length; i++) {
+    const key = MS_OPTIONS[i]
+    const v = options[key]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !isInteger(v) || v < 0 || v > 3600000) {
+      throw clusterOptionsError(`options.${key} must be a whole number of milliseconds from 0 to 3600000`)
+    }
+    out[key] = v
+  }
+  return out
+}
+
+/**
+ * Connects this process to the cluster on Redis and resolves with its `Cluster` once Redis
+ * answered as Redis (see index.d.ts).
+ */
+async function connectCluster (options) {
+  const checked = clusterOptions(options)
+  const { epoch, nodeId } = await nativeClusterConnect(checked)
+  return new Cluster(epoch, nodeId)
+}
+
+const CLAIM = 'cluster.claim(sessionId, options)'
+
+/** The process's cluster connection, as connectCluster resolves it. */
+class Cluster {
+  #epoch
+  #closed = null
+
+  constructor (epoch, nodeId) {
+    this.#epoch = epoch
+    defineProperty(this, 'nodeId', { __proto__: null, value: nodeId, enumerable: true })
+  }
+
+  async claim (sessionId, options) {
+    checkSessionId(sessionId, CLAIM)
+    let waitMs = null
+    let takeover = false
+    if (options !== undefined && options !== null) {
+      if (!isObject(options)) throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${CLAIM}: options must be an object, got ${typeName(options)}`)
+      const w = options.waitMs
+      if (w !== undefined) {
+        if (typeof w !== 'number' || !isInteger(w) || w < 0 || w > 86400000) {
+          throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${CLAIM}: options.waitMs must be a whole number of milliseconds from 0 to 86400000`)
+        }
+        waitMs = w
+      }
+      takeover = boolOption(options.takeover, 'takeover', false, CLAIM)
+    }
+    return nativeClusterClaim(this.#epoch, sessionId, waitMs, takeover)
+  }
+
+  async release (sessionId) {
+    checkSessionId(sessionId, 'cluster.release(sessionId)')
+    // Given up here first (Redis keeps the lease meanwhile) and the socket ended, in this
+    // thread at once; only then released in Redis.
+    const token = nativeClusterLetGo(this.#epoch, sessionId)
+    if (revision[0] !== seenRevision) applyRevocations()
+    return nativeClusterReleaseLease(this.#epoch, sessionId, token)
+  }
+
+  holds (sessionId) {
+    if (typeof sessionId !== 'string' || sessionId === '') return false
+    return nativeClusterHolds(this.#epoch, sessionId)
+  }
+
+  async whereIs (sessionId) {
+    checkSessionId(sessionId, 'cluster.whereIs(sessionId)')
+    return nativeClusterWhereIs(this.#epoch, sessionId)
+  }
+
+  async getStats () {
+    return nativeClusterStats(this.#epoch)
+  }
+
+  onStateChange (listener) {
+    if (typeof listener !== 'function') {
+      throw registryError(TypeError, 'ERR_INVALID_LISTENER', `cluster.onStateChange(listener): listener must be a function, got ${typeName(listener)}`)
+    }
+    const id = nativeClusterSubscribe(this.#epoch, listener)
+    let subscribed = true
+    return function unsubscribe () {
+      if (!subscribed) return
+      subscribed = false
+      nativeClusterUnsubscribe(id)
+    }
+  }
+
+  close () {
+    if (this.#closed === null) this.#closed = closeCluster(this.#epoch)
+    return this.#closed
+  }
+}
+
+async function closeCluster (epoch) {
+  if (!nativeClusterClosing(epoch)) return
+  // The sockets of the held sessions are let go (this thread's now), then the leases released.
+  if (revision[0] !== seenRevision) applyRevocations()
+  await nativeClusterClose(epoch)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Exports
 
 const {
@@ -1087,7 +1256,8 @@ module.exports = {
   saveSnapshot,
   SessionStatus,
   StateChangeType,
-  waitForState
+  waitForState,
+  connectCluster
 }
 // The benchmark's no-op floor hooks (src/fast.rs), not enumerable: not part of the API.
 if (binding.__bench !== undefined) defineProperty(module.exports, '__bench', { __proto__: null, value: binding.__bench })

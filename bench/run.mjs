@@ -785,7 +785,7 @@ const STATS_FLOOR_JS = `() => {
     if (open) connected.push(sessionId)
     else disconnected.push(sessionId)
   }
-  const byStatus = { connecting: 0, qr: 0, open: open ? n : 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, untracked: open ? 0 : n }
+  const byStatus = { connecting: 0, qr: 0, open: open ? n : 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, leaseLost: 0, untracked: open ? 0 : n }
   return sink({ totalSessions: n, activeSessions: active, inactiveSessions: [], errorSessions: [], connectedSessions: connected, disconnectedSessions: disconnected, byStatus, idleAfterMs: 600000, socketFaults: { count: 0, last: null } })
 }`
 

@@ -18,7 +18,7 @@
 // (`ev.emit` drops it, `ev.removeAllListeners('connection.update')`), it is ended with
 // `end(undefined)` (a rejected promise caught) and its ws gets a no-op `error` listener.
 
-const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired']
+const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired', 'leaseLost']
 // Keys only the registry sets (registry-core's READ_ONLY_KEYS) and keys that could reach a
 // prototype (FORBIDDEN_KEYS): updateSessionState refuses both.
 const READ_ONLY = new Set(['threadId', 'tracked', 'lastDisconnect', 'me', 'hasQr', 'connects', 'disconnects',
@@ -363,7 +363,7 @@ function getStats () {
   const errorSessions = []
   const connectedSessions = []
   const disconnectedSessions = []
-  const byStatus = { connecting: 0, qr: 0, open: 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, untracked: 0 }
+  const byStatus = { connecting: 0, qr: 0, open: 0, closed: 0, loggedOut: 0, replaced: 0, restartRequired: 0, leaseLost: 0, untracked: 0 }
   for (const [sessionId, state] of states) {
     activeSessions.push({
       sessionId,

@@ -28,6 +28,7 @@ pub enum ChangeKind {
   Status,
   Removed,
   Stuck,
+  LeaseLost,
 }
 
 impl ChangeKind {
@@ -37,6 +38,7 @@ impl ChangeKind {
       ChangeKind::Status => "status",
       ChangeKind::Removed => "removed",
       ChangeKind::Stuck => "stuck",
+      ChangeKind::LeaseLost => "leaseLost",
     }
   }
 }
@@ -47,6 +49,8 @@ pub struct StateChange {
   pub kind: ChangeKind,
   pub previous: Option<SessionState>,
   pub current: Option<SessionState>,
+  /// `leaseLost` only: why, and the lost lease's token.
+  pub lost: Option<(&'static str, u64)>,
 }
 
 impl StateChange {
@@ -82,6 +86,17 @@ pub fn emit(
   previous: Option<SessionState>,
   current: Option<SessionState>,
 ) {
+  emit_lost(session_id, kind, previous, current, None);
+}
+
+/// [`emit`], with the reason and token of a `leaseLost` change.
+pub fn emit_lost(
+  session_id: &str,
+  kind: ChangeKind,
+  previous: Option<SessionState>,
+  current: Option<SessionState>,
+  lost: Option<(&'static str, u64)>,
+) {
   if !wanted() {
     return;
   }
@@ -90,6 +105,7 @@ pub fn emit(
     kind,
     previous,
     current,
+    lost,
   });
   decide_waiters(&change);
   for s in SUBSCRIBERS.read().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -114,7 +130,7 @@ fn deliver(env: Env, listener: Value, change: Arc<StateChange>) {
   }
 }
 
-fn warn(env: Env, message: &str) {
+pub(crate) fn warn(env: Env, message: &str) {
   let sent = (|| -> JsResult<()> {
     let process = js::get_named(env, js::global(env)?, c"process")?;
     let text = js::string(env, message)?;
@@ -143,6 +159,10 @@ pub fn change_to_js(env: Env, change: &StateChange) -> JsResult<Value> {
     c"threadId",
     js::number(env, f64::from(change.thread_id()))?,
   )?;
+  if let Some((reason, token)) = change.lost {
+    js::set_named(env, o, c"reason", js::string(env, reason)?)?;
+    js::set_named(env, o, c"token", js::string(env, &token.to_string())?)?;
+  }
   Ok(o)
 }
 

@@ -27,6 +27,8 @@ pub struct EnvShared {
   pub key: EnvKey,
   pub thread_id: u32,
   revoked: Mutex<Vec<String>>,
+  /// Sessions whose cluster lease this node lost: (id, generation of the socket to end).
+  lost: Mutex<Vec<(String, u64)>>,
   /// Bumped after each revocation is queued; read by the environment's lookups through an
   /// external `ArrayBuffer` (see [`attach_js`]). Boxed: its address must not move.
   counter: Box<AtomicI32>,
@@ -57,6 +59,7 @@ pub fn init_env(env: Env, thread_id: u32) -> JsResult<()> {
     key: NEXT_ENV_KEY.fetch_add(1, Ordering::Relaxed),
     thread_id,
     revoked: Mutex::new(Vec::new()),
+    lost: Mutex::new(Vec::new()),
     counter: Box::new(AtomicI32::new(0)),
     wake: OnceLock::new(),
   });
@@ -162,4 +165,29 @@ pub fn revoke(owner: EnvKey, id: &str) -> bool {
   // After the push: a lookup that sees the new count finds the entry queued.
   shared.counter.fetch_add(1, Ordering::Release);
   shared.wake.get().is_some_and(|w| w.send(()))
+}
+
+/// Tells environment `owner` (any thread) that this node lost the cluster lease of `id`: it
+/// must end the socket registered at `generation` silently and keep the session (its status
+/// now says `leaseLost`). Same wake-up as [`revoke`]. Returns `false` if that environment is
+/// gone or never attached.
+pub fn lease_lost(owner: EnvKey, id: &str, generation: u64) -> bool {
+  let Some(shared) = ENVS.get(&owner).map(|s| s.clone()) else {
+    return false;
+  };
+  shared
+    .lost
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .push((id.to_owned(), generation));
+  shared.counter.fetch_add(1, Ordering::Release);
+  shared.wake.get().is_some_and(|w| w.send(()))
+}
+
+/// Takes the lost leases queued for this environment.
+pub fn take_lost() -> Vec<(String, u64)> {
+  CURRENT
+    .with(|c| c.borrow().clone())
+    .map(|shared| std::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner())))
+    .unwrap_or_default()
 }

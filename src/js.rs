@@ -456,6 +456,17 @@ pub fn error_value(env: Env, e: &RegistryError) -> JsResult<Value> {
       sys::napi_create_error(env, code, msg, &mut err)
     }
   })?;
+  // What a caller may act on besides the code, as properties of the error.
+  match e {
+    RegistryError::ClusterHeld { node_id, .. }
+    | RegistryError::ClusterClaimTimeout { node_id, .. } => {
+      define_value(env, err, "owner", string(env, node_id)?)?
+    }
+    RegistryError::ClusterRecovering { retry_ms, .. } => {
+      define_value(env, err, "retryMs", number(env, *retry_ms as f64)?)?
+    }
+    _ => {}
+  }
   Ok(err)
 }
 

@@ -4,11 +4,12 @@
 //! The logic lives in the plain-Rust core crate, `registry_core` (crates/registry-core:
 //! states, the process-wide table, statistics, snapshots, configuration, errors), tested by
 //! `cargo test` without Node. The modules here (`api`, `sockets`, `convert`, `tracking`,
-//! `events`, `handles`, `channel`, `promise`, `js`) only convert and call; this thread's
+//! `events`, `handles`, `channel`, `promise`, `js`, `cluster`) only convert and call; this thread's
 //! sockets live in a JavaScript `Map` in index.js.
 
 mod api;
 mod channel;
+mod cluster;
 mod convert;
 mod events;
 mod fast;

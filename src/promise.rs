@@ -26,6 +26,8 @@ pub enum Outcome {
     saved_at: f64,
   },
   Sessions(Vec<SavedSession>),
+  /// JSON data, made into a fresh JS value (the cluster's answers).
+  Json(serde_json::Value),
 }
 
 struct Deferred(sys::napi_deferred);
@@ -48,6 +50,7 @@ fn outcome_to_js(env: Env, outcome: Outcome) -> JsResult<Value> {
       js::set_named(env, o, c"savedAt", js::number(env, saved_at)?)?;
       Ok(o)
     }
+    Outcome::Json(v) => convert::json_to_js(env, &v),
     Outcome::Sessions(list) => {
       let json = serde_json::to_value(list).map_err(|e| RegistryError::Internal(e.to_string()))?;
       convert::json_to_js(env, &json)

@@ -87,6 +87,7 @@ fn register_id(id: &str, track: bool, takeover: bool) -> JsResult<f64> {
   let (env_key, thread_id) = handles::current().ok_or_else(|| {
     RegistryError::Internal("the registry was not initialised in this thread".into())
   })?;
+  crate::cluster::check_register(id)?;
   let registered = table::register(id, env_key, thread_id, track, takeover, js::now_ms())?;
   if let Some((owner, _)) = registered.previous {
     if owner != env_key {
@@ -119,6 +120,7 @@ unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> 
       let found = removed.is_some();
       if let Some(record) = removed {
         events::emit(id, ChangeKind::Removed, Some(record.state), None);
+        crate::cluster::on_unregistered(id);
       }
       found
     });

@@ -18,7 +18,8 @@ use napi_derive::napi;
 /// `connecting` (handshake), `qr` (waiting for a scan), `open` (logged in),
 /// `closed` (closed; a new socket may reconnect), `loggedOut` (401: credentials gone),
 /// `replaced` (440: another client took the connection), `restartRequired` (515: make a new
-/// socket, normal right after pairing).
+/// socket, normal right after pairing), `leaseLost` (ended by the registry: this node lost, or
+/// was asked to give up, the session's cluster lease).
 #[napi(string_enum)]
 pub enum SessionStatus {
   #[napi(value = "connecting")]
@@ -35,10 +36,14 @@ pub enum SessionStatus {
   Replaced,
   #[napi(value = "restartRequired")]
   RestartRequired,
+  #[napi(value = "leaseLost")]
+  LeaseLost,
 }
 
 /// What a state-change event reports: `registered`, `status` (status or `isConnected`
-/// changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`).
+/// changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`), `leaseLost`
+/// (this node lost, or was asked to give up, the session's cluster lease: its socket was
+/// ended).
 #[napi(string_enum)]
 pub enum StateChangeType {
   #[napi(value = "registered")]
@@ -49,6 +54,8 @@ pub enum StateChangeType {
   Removed,
   #[napi(value = "stuck")]
   Stuck,
+  #[napi(value = "leaseLost")]
+  LeaseLost,
 }
 
 /// The stable `code` of every error the registry throws (or rejects a promise with); match
@@ -127,6 +134,36 @@ pub enum RegistryErrorCode {
   /// no further).
   #[napi(value = "ERR_SNAPSHOT_TOO_LARGE")]
   SnapshotTooLarge,
+  /// `connectCluster` options are malformed (URL, node id, prefix, timings).
+  #[napi(value = "ERR_CLUSTER_OPTIONS")]
+  ClusterOptions,
+  /// `connectCluster` could not reach Redis: refused, unreachable, wrong password, or the
+  /// server does not speak the Redis protocol.
+  #[napi(value = "ERR_CLUSTER_CONNECT")]
+  ClusterConnect,
+  /// This process already has a cluster connection (one per process, shared by its threads).
+  #[napi(value = "ERR_CLUSTER_ALREADY_CONNECTED")]
+  ClusterAlreadyConnected,
+  /// A cluster call could not reach Redis within `opTimeoutMs` (the call was not waited out).
+  #[napi(value = "ERR_CLUSTER_UNAVAILABLE")]
+  ClusterUnavailable,
+  /// Another live node holds the session's lease; `err.owner` names it.
+  #[napi(value = "ERR_CLUSTER_HELD")]
+  ClusterHeld,
+  /// `claim` with `waitMs` or `takeover` ran out of time; `err.owner` names the holder.
+  #[napi(value = "ERR_CLUSTER_CLAIM_TIMEOUT")]
+  ClusterClaimTimeout,
+  /// This node does not hold the session's lease: `registerSocket` while a cluster is
+  /// connected, or `release` of a session not held.
+  #[napi(value = "ERR_CLUSTER_NOT_HELD")]
+  ClusterNotHeld,
+  /// The cluster connection was closed.
+  #[napi(value = "ERR_CLUSTER_CLOSED")]
+  ClusterClosed,
+  /// Redis lost its data less than a lease ago: the session may still run on its old owner;
+  /// `err.retryMs` says when it can be claimed.
+  #[napi(value = "ERR_CLUSTER_RECOVERING")]
+  ClusterRecovering,
   /// A Node-API call failed where it should not (a bug, or the thread is shutting down).
   #[napi(value = "ERR_INTERNAL")]
   Internal,
@@ -324,6 +361,8 @@ pub struct StatusCounts {
   pub replaced: u32,
   /// Sessions that need a new socket (515).
   pub restart_required: u32,
+  /// Sessions ended because this node lost their cluster lease.
+  pub lease_lost: u32,
   /// Sessions the registry does not track.
   pub untracked: u32,
 }
@@ -381,6 +420,12 @@ pub struct StateChangeEvent {
   pub current: String,
   /// The thread that owns the session's socket.
   pub thread_id: u32,
+  /// `leaseLost` only: why (`unreachable`: Redis did not answer in time; `superseded`: another
+  /// node holds it now; `takeover`: another node asked for it, and the lease is released).
+  #[napi(ts_type = "'unreachable' | 'superseded' | 'takeover'")]
+  pub reason: Option<String>,
+  /// `leaseLost` only: the fencing token of the lost lease, as a decimal string.
+  pub token: Option<String>,
 }
 
 /// One session in a snapshot (what `loadSnapshot` resolves with). Every key is always

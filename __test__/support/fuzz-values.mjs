@@ -31,7 +31,7 @@ export const ID_POOL = [
   '4294967295'
 ]
 
-export const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired']
+export const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired', 'leaseLost']
 
 /** State keys the registry knows, keys it keeps to itself, and keys that are just hostile. */
 const KEY_POOL = [

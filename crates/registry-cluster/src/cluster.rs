@@ -340,7 +340,7 @@ impl Cluster {
 
   /// Takes the session's lease for this node and keeps renewing it until `release`, `close`, or
   /// the lease is lost ([`Notice::LeaseLost`]). Resolves at once when this node already holds it.
-  /// When another live node holds it: rejects with `ERR_CLUSTER_SESSION_OWNED`, or with
+  /// When another live node holds it: rejects with `ERR_CLUSTER_HELD`, or with
   /// `wait_ms` / `takeover` waits (and asks) for it, then `ERR_CLUSTER_CLAIM_TIMEOUT`.
   pub async fn claim(&self, session_id: &str, opts: ClaimOptions) -> Result<Lease, RegistryError> {
     let inner = &self.inner;
@@ -408,7 +408,7 @@ impl Cluster {
         asked = true;
       }
       let Some(deadline) = deadline else {
-        return Err(RegistryError::ClusterSessionOwned {
+        return Err(RegistryError::ClusterHeld {
           session_id: session_id.to_owned(),
           node_id: owner,
         });
@@ -448,14 +448,29 @@ impl Cluster {
   /// in Redis if the token still matches. `Ok(false)` when Redis no longer had it under this
   /// token. If Redis is unreachable the lease is still given up here and expires there.
   pub async fn release(&self, session_id: &str) -> Result<bool, RegistryError> {
+    let token = self.let_go(session_id)?;
+    self.release_lease(session_id, token).await
+  }
+
+  /// The synchronous half of [`Cluster::release`]: forgets the lease here at once (no longer
+  /// [`Cluster::holding`], keeper stopped, queued mirror write dropped) and returns its token
+  /// for [`Cluster::release_lease`]. Redis keeps the lease until then, so no other node can
+  /// claim the session while the binding ends its socket.
+  pub fn let_go(&self, session_id: &str) -> Result<u64, RegistryError> {
     let inner = &self.inner;
     let held = lock(&inner.held).remove(session_id);
     let Some(held) = held else {
-      return Err(RegistryError::ClusterNotOwner(session_id.to_owned()));
+      return Err(RegistryError::ClusterNotHeld(session_id.to_owned()));
     };
     held.keeper.abort();
     lock(&inner.pending).remove(session_id);
-    inner.release_in_redis(session_id, held.token).await
+    Ok(held.token)
+  }
+
+  /// The second half of [`Cluster::release`]: deletes the lease and the mirrored state in Redis
+  /// if they still carry `token`. `Ok(false)` when Redis no longer had it under this token.
+  pub async fn release_lease(&self, session_id: &str, token: u64) -> Result<bool, RegistryError> {
+    self.inner.release_in_redis(session_id, token).await
   }
 
   /// Queues the session's plain state (JSON) for the mirror; written in the next batch with the
@@ -466,7 +481,7 @@ impl Cluster {
       return Err(RegistryError::ClusterClosed);
     }
     if self.holding(session_id).is_none() {
-      return Err(RegistryError::ClusterNotOwner(session_id.to_owned()));
+      return Err(RegistryError::ClusterNotHeld(session_id.to_owned()));
     }
     lock(&inner.pending).insert(session_id.to_owned(), state_json);
     inner.mirror_wake.notify_one();

@@ -38,7 +38,7 @@ async fn two_claimers_race_100_times_and_exactly_one_wins_each_round() {
         other => panic!("round {round}: not exactly one owner: {other:?}"),
       };
       wins[winner] += 1;
-      assert_eq!(loser_err.code(), "ERR_CLUSTER_SESSION_OWNED");
+      assert_eq!(loser_err.code(), "ERR_CLUSTER_HELD");
       assert!(loser_err.to_string().contains(["'a'", "'b'"][winner]));
       assert!(
         lease.token > last,
@@ -64,7 +64,7 @@ async fn two_claimers_race_100_times_and_exactly_one_wins_each_round() {
       .claim("user_42", ClaimOptions::default())
       .await
       .unwrap_err();
-    assert_eq!(err.code(), "ERR_CLUSTER_SESSION_OWNED");
+    assert_eq!(err.code(), "ERR_CLUSTER_HELD");
     twin.close().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -163,7 +163,7 @@ async fn a_dead_nodes_lease_expires_and_another_node_claims_it() {
         .await
         .unwrap_err()
         .code(),
-      "ERR_CLUSTER_SESSION_OWNED"
+      "ERR_CLUSTER_HELD"
     );
     let died = Instant::now();
     drop(a); // like kill -9: no release
@@ -254,7 +254,7 @@ async fn a_claim_that_waits_times_out_with_the_owner_named() {
     lease.unwrap();
     assert_eq!(
       a.release("s").await.unwrap_err().code(),
-      "ERR_CLUSTER_NOT_OWNER"
+      "ERR_CLUSTER_NOT_HELD"
     );
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -435,7 +435,7 @@ async fn stale_token_mirror_writes_are_refused() {
     );
     assert_eq!(
       a2.mirror_state("s", "{}".into()).unwrap_err().code(),
-      "ERR_CLUSTER_NOT_OWNER"
+      "ERR_CLUSTER_NOT_HELD"
     );
     // The batched path: the latest state wins, one write per batch.
     for v in 0..100 {

@@ -63,7 +63,7 @@ async fn a_restart_that_lost_everything_gets_the_leases_reasserted() {
         .await
         .unwrap_err()
         .code(),
-      "ERR_CLUSTER_SESSION_OWNED"
+      "ERR_CLUSTER_HELD"
     );
     assert_eq!(next_notice(&mut na, 200).await, None);
     a.close().await.unwrap();
@@ -217,7 +217,7 @@ async fn a_restart_with_persistence_keeps_leases_tokens_and_state() {
         .await
         .unwrap_err()
         .code(),
-      "ERR_CLUSTER_SESSION_OWNED"
+      "ERR_CLUSTER_HELD"
     );
     assert!(a.release("s").await.unwrap());
     assert!(b.claim("s", ClaimOptions::default()).await.unwrap().token > la.token);

@@ -89,9 +89,9 @@ pub enum RegistryError {
   /// Redis did not answer in time or the connection is down; the call was not waited out.
   #[error("{0}")]
   ClusterUnavailable(String),
-  /// Another live node holds the session's lease.
-  #[error("session '{session_id}' is owned by node '{node_id}'; pass {{ waitMs }} to wait for it or {{ takeover: true }} to ask for it")]
-  ClusterSessionOwned { session_id: String, node_id: String },
+  /// Another live node holds the session's lease (the JS error names it in `owner`).
+  #[error("session '{session_id}' is held by node '{node_id}'; pass {{ waitMs }} to wait for it or {{ takeover: true }} to ask for it")]
+  ClusterHeld { session_id: String, node_id: String },
   /// `claim` with `waitMs` or `takeover` ran out of time before the owner let go.
   #[error("session '{session_id}' was still owned by node '{node_id}' after {wait_ms} ms")]
   ClusterClaimTimeout {
@@ -100,11 +100,15 @@ pub enum RegistryError {
     wait_ms: u64,
   },
   /// This node does not hold the session's lease (never claimed, released, or lost).
-  #[error("this node does not hold the lease of session '{0}'")]
-  ClusterNotOwner(String),
+  #[error("this node does not hold the lease of session '{0}'; claim it first (cluster.claim)")]
+  ClusterNotHeld(String),
   /// The cluster connection was closed.
   #[error("the cluster connection is closed")]
   ClusterClosed,
+  /// `connectCluster` while this process already has a cluster connection (or one is being
+  /// made): one per process, shared by every thread.
+  #[error("this process is already connected to a cluster (close it first)")]
+  ClusterAlreadyConnected,
   /// Redis lost its data (a restart without persistence) less than `leaseMs` ago: a session it
   /// forgot may still run on its old owner, which has until then to re-assert its lease.
   #[error("Redis lost its data less than a lease ago; session '{session_id}' can be claimed in {retry_ms} ms unless its owner re-asserts it (pass {{ waitMs }} to wait)")]
@@ -142,10 +146,11 @@ impl RegistryError {
       Self::ClusterOptions(_) => "ERR_CLUSTER_OPTIONS",
       Self::ClusterConnect(_) => "ERR_CLUSTER_CONNECT",
       Self::ClusterUnavailable(_) => "ERR_CLUSTER_UNAVAILABLE",
-      Self::ClusterSessionOwned { .. } => "ERR_CLUSTER_SESSION_OWNED",
+      Self::ClusterHeld { .. } => "ERR_CLUSTER_HELD",
       Self::ClusterClaimTimeout { .. } => "ERR_CLUSTER_CLAIM_TIMEOUT",
-      Self::ClusterNotOwner(_) => "ERR_CLUSTER_NOT_OWNER",
+      Self::ClusterNotHeld(_) => "ERR_CLUSTER_NOT_HELD",
       Self::ClusterClosed => "ERR_CLUSTER_CLOSED",
+      Self::ClusterAlreadyConnected => "ERR_CLUSTER_ALREADY_CONNECTED",
       Self::ClusterRecovering { .. } => "ERR_CLUSTER_RECOVERING",
       Self::Internal(_) => "ERR_INTERNAL",
     }

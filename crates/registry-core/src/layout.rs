@@ -229,6 +229,34 @@ pub fn pack(s: &SessionState, text: &mut Text, nums: &mut [f64]) {
   pack_fields(FIELDS, s, true, text, &mut nums[1..]);
 }
 
+fn fields_to_json(fields: &[Field], s: &SessionState) -> serde_json::Map<String, Value> {
+  let num = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+  let mut out = serde_json::Map::with_capacity(fields.len());
+  for field in fields {
+    let v = match field.kind {
+      Kind::Num(get) => num(get(s)),
+      Kind::OptNum(get) => get(s).map_or(Value::Null, num),
+      Kind::Bool(get) => Value::Bool(get(s)),
+      Kind::OptStr(get) => get(s).map_or(Value::Null, |t| Value::String(t.to_owned())),
+      Kind::Status(get) => get(s).map_or(Value::Null, |st| Value::String(st.as_str().into())),
+      Kind::Group(present, inner) if present(s) => Value::Object(fields_to_json(inner, s)),
+      Kind::Group(..) => Value::Null,
+    };
+    out.insert(field.name.to_owned(), v);
+  }
+  out
+}
+
+/// The state as the JSON of the object `getSessionState` returns (the fields of [`FIELDS`],
+/// then the bot's own keys): what the cluster mirrors for other nodes to read.
+pub fn to_json(s: &SessionState) -> Value {
+  let mut out = fields_to_json(FIELDS, s);
+  for (k, v) in &s.custom {
+    out.insert(k.clone(), v.clone());
+  }
+  Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -239,6 +267,28 @@ mod tests {
       None => t.latin1.iter().map(|&b| char::from(b)).collect(),
       Some(w) => String::from_utf16(w).unwrap(),
     }
+  }
+
+  #[test]
+  fn json_has_the_fields_in_order_then_the_custom_keys() {
+    let mut s = SessionState::new(5.0, true, 3);
+    s.status = Some(Status::LeaseLost);
+    s.custom.insert("plan".into(), Value::from("pro"));
+    let json = to_json(&s);
+    let keys: Vec<&str> = json
+      .as_object()
+      .unwrap()
+      .keys()
+      .map(String::as_str)
+      .collect();
+    assert_eq!(keys.len(), FIELDS.len() + 1);
+    assert_eq!(&keys[..3], &["createdAt", "lastActivity", "isConnected"]);
+    assert_eq!(keys.last(), Some(&"plan"));
+    assert_eq!(json["status"], "leaseLost");
+    assert_eq!(json["createdAt"], 5.0);
+    assert_eq!(json["lastDisconnect"], Value::Null);
+    assert_eq!(json["connectedAt"], Value::Null);
+    assert_eq!(json["threadId"], 3.0);
   }
 
   #[test]

@@ -25,10 +25,13 @@ pub enum Status {
   Replaced,
   /// Closed with 515: Baileys asks for a new socket (normal right after pairing).
   RestartRequired,
+  /// Ended by the registry because this node lost (or was asked to give up) the session's
+  /// cluster lease: another node may run it now.
+  LeaseLost,
 }
 
 impl Status {
-  pub const ALL: [Status; 7] = [
+  pub const ALL: [Status; 8] = [
     Status::Connecting,
     Status::Qr,
     Status::Open,
@@ -36,6 +39,7 @@ impl Status {
     Status::LoggedOut,
     Status::Replaced,
     Status::RestartRequired,
+    Status::LeaseLost,
   ];
 
   pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Status {
       Status::LoggedOut => "loggedOut",
       Status::Replaced => "replaced",
       Status::RestartRequired => "restartRequired",
+      Status::LeaseLost => "leaseLost",
     }
   }
 
@@ -369,6 +374,22 @@ impl SessionState {
     self.transition_from(before)
   }
 
+  /// The registry ended the socket because this node no longer holds the session's cluster
+  /// lease: `leaseLost`, not connected, `error` says why.
+  pub fn mark_lease_lost(&mut self, message: String, now: f64) -> Transition {
+    let before = (self.status, self.is_connected);
+    if self.is_connected {
+      self.disconnects += 1;
+      self.disconnected_at = Some(now);
+    }
+    self.status = Some(Status::LeaseLost);
+    self.is_connected = false;
+    self.has_qr = false;
+    self.error = Some(message);
+    self.last_activity = now;
+    self.transition_from(before)
+  }
+
   pub fn is_idle(&self, now: f64, idle_after_ms: f64) -> bool {
     now - self.last_activity > idle_after_ms
   }
@@ -561,6 +582,23 @@ mod tests {
     }
     assert!(!Status::LoggedOut.can_lead_to(Status::Open));
     assert!(Status::Replaced.can_lead_to(Status::Open));
+    assert!(Status::LeaseLost.can_lead_to(Status::Open));
+  }
+
+  #[test]
+  fn a_lost_lease_disconnects_once() {
+    let mut s = SessionState::new(0.0, true, 0);
+    s.is_connected = true;
+    s.status = Some(Status::Open);
+    let t = s.mark_lease_lost("lease lost".into(), 7.0);
+    assert!(t.changed());
+    assert_eq!(s.status, Some(Status::LeaseLost));
+    assert!(!s.is_connected);
+    assert_eq!((s.disconnects, s.disconnected_at), (1, Some(7.0)));
+    assert_eq!(s.error.as_deref(), Some("lease lost"));
+    let again = s.mark_lease_lost("lease lost".into(), 8.0);
+    assert!(!again.changed());
+    assert_eq!(s.disconnects, 1);
   }
 
   #[test]

@@ -117,7 +117,7 @@ pub fn status(text: Option<&str>) -> Result<Status, RegistryError> {
   text.and_then(Status::parse).ok_or_else(|| {
     wrong_type(
       "status",
-      "null or one of 'connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired'",
+      "null or one of 'connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced', 'restartRequired', 'leaseLost'",
     )
   })
 }

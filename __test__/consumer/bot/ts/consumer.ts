@@ -7,6 +7,7 @@ import registry, {
   __napiBindingTarget,
   clearAll,
   configure,
+  connectCluster,
   createSocketWrapper,
   getAllSessions,
   getAllSockets,
@@ -40,7 +41,15 @@ import registry, {
   type StateChangeEvent,
   type StateChangeType,
   type StatusCounts,
-  type WaitOptions
+  type WaitOptions,
+  type ClaimOptions,
+  type Cluster,
+  type ClusterEvent,
+  type ClusterLease,
+  type ClusterNode,
+  type ClusterOptions,
+  type ClusterPlacement,
+  type ClusterStats
 } from 'baileys-socket-registry'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -91,7 +100,7 @@ export function states (id: string): void {
   type _meRequired = Expect<Required_<SessionState, 'me'>>
   type _ldRequired = Expect<Required_<SessionState, 'lastDisconnect'>>
   type _status = Expect<Equal<SessionState['status'], SessionStatus | null>>
-  type _statuses = Expect<Equal<SessionStatus, 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired'>>
+  type _statuses = Expect<Equal<SessionStatus, 'connecting' | 'qr' | 'open' | 'closed' | 'loggedOut' | 'replaced' | 'restartRequired' | 'leaseLost'>>
   const ld: LastDisconnect | null = state.lastDisconnect
   if (ld) {
     const code: number | null = ld.code
@@ -153,7 +162,8 @@ export async function lifecycle (id: string): Promise<void> {
 
   const off = onStateChange((event: StateChangeEvent) => {
     const type: StateChangeType = event.type
-    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck'>>
+    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost'>>
+    if (event.type === 'leaseLost') void [event.reason, event.token]
     type _current = Expect<Equal<StateChangeEvent['current'], SessionState | null>>
     type _previousRequired = Expect<Required_<StateChangeEvent, 'previous'>>
     const threadId: number = event.threadId
@@ -201,4 +211,49 @@ interface Patch extends SessionStateUpdate { plan?: 'free' | 'pro' }
 export function applyPatches (id: string, p: Patch, u: SessionStateUpdate): void {
   updateSessionState(id, p)
   updateSessionState(id, u)
+}
+
+// Several processes on one Redis: claim before registering.
+export async function cluster (): Promise<void> {
+  const options: ClusterOptions = { url: 'redis://127.0.0.1:6379', nodeId: 'host-a', leaseMs: 15_000 }
+  const c: Cluster = await connectCluster(options)
+  const nodeId: string = c.nodeId
+  const claim: ClaimOptions = { waitMs: 1000, takeover: true }
+  const lease: ClusterLease = await c.claim('user_42', claim)
+  type _token = Expect<Equal<ClusterLease['token'], string>>
+  const { state } = await useMultiFileAuthState('auth/user_42')
+  registerSocket(lease.sessionId, makeWASocket({ auth: state }))
+  const held: boolean = c.holds('user_42')
+  const where: ClusterPlacement | null = await c.whereIs('user_42')
+  if (where) {
+    const s: SessionState | null = where.state
+    const ttl: number = where.leaseTtlMs
+    void [s?.status, ttl, where.updatedAt]
+  }
+  const fleet: ClusterStats = await c.getStats()
+  const nodes: ClusterNode[] = fleet.nodes
+  const rowNode: string = fleet.activeSessions[0].nodeId
+  const counts: StatusCounts = fleet.byStatus
+  void [nodes[0].lastSeen, rowNode, counts.leaseLost, fleet.sessions[0].nodeId]
+  const off = c.onStateChange((e: ClusterEvent) => {
+    if (e.type === 'leaseLost') {
+      const reason: 'unreachable' | 'superseded' | 'takeover' = e.reason
+      void reason
+    } else if (e.type === 'state') {
+      void e.state?.isConnected
+    } else if (e.type === 'takeoverRequested') {
+      const by: string = e.by
+      void by
+    }
+  })
+  off()
+  try {
+    await c.claim('user_43')
+  } catch (err) {
+    const code = (err as { code?: RegistryErrorCode }).code
+    if (code === 'ERR_CLUSTER_HELD' || code === 'ERR_CLUSTER_NOT_HELD') void code
+  }
+  const released: boolean = await c.release('user_42')
+  const closed: void = await c.close()
+  void [nodeId, held, released, closed]
 }
