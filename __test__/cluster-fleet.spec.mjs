@@ -56,7 +56,7 @@ async function fleet (t, names, { leaseMs = 2000, persist = false, options = {},
   })
   // A fresh Redis looks like one that lost its data: without `grace`, claims need not wait a
   // lease for owners that cannot exist (dataLossGraceMs 0). Tests that restart Redis keep it.
-  const opts = { url: redis.url, leaseMs, opTimeoutMs: 500, ...(grace ? {} : { dataLossGraceMs: 0 }), ...options }
+  const opts = { url: redis.url, leaseMs, opTimeoutMs: 1000, ...(grace ? {} : { dataLossGraceMs: 0 }), ...options }
   await Promise.all(names.map(async (nodeId) => {
     const node = await startNode({ nodeId, waBase, logFile })
     nodes.push(node)
@@ -268,6 +268,8 @@ for (const persist of [true, false]) {
     }
     const lost = []
     for (const n of [a, b]) n.onEvent((e) => { if (e.event === 'leaseLost') lost.push(e) })
+    const rows = async () => (await c.call('clusterStats')).sessions.filter((r) => all.includes(r.sessionId) && r.plan === 'gold')
+    await eventually(async () => (await rows()).length === all.length, 'the mirrored state of every session in the view before the restart', 3000)
 
     await redis.restart()
     // Right after the restart nobody else gets these sessions, whatever Redis remembers.
@@ -304,7 +306,6 @@ for (const persist of [true, false]) {
     }
     // The mirrored state: a persistent Redis kept it. Without persistence it is gone until the
     // owner mirrors the session again (its next state change; a re-assert does not re-send it).
-    const rows = async () => (await c.call('clusterStats')).sessions.filter((r) => all.includes(r.sessionId) && r.plan === 'gold')
     if (persist) {
       assert.equal((await rows()).length, all.length, 'every row with its state')
     } else {

@@ -65,7 +65,8 @@ async function fleetLine (viewer) {
 /** Shows the fleet line until `done` resolves: redrawn on a terminal, else a line per change. */
 async function showFleet (label, viewer, done) {
   let finished = false
-  done.finally(() => { finished = true })
+  const finish = () => { finished = true }
+  done.then(finish, finish)
   let last = ''
   for (;;) {
     const stop = finished
@@ -95,11 +96,18 @@ try {
   }))
   for (const name of NAMES) console.log(`  ${name}: pid ${nodes[name].pid}, connected to the cluster`)
 
-  // 1. Each node claims its share and registers a socket for each session it won.
+  // 1. Each node claims its share and registers a socket for each session it won. A Redis that
+  // never saw the cluster cannot be told from one that lost its data: for one lease nobody may
+  // claim a session it does not know (its old owner could still re-assert it), so the first
+  // claim of each node waits (waitMs).
   const ids = Array.from({ length: TOTAL }, (_, i) => `user_${String(i + 1).padStart(3, '0')}`)
   const share = (name) => ids.filter((_, i) => NAMES[i % NAMES.length] === name)
+  console.log(`(a fresh Redis: claims wait out one lease, ${LEASE_MS} ms, in case an old owner re-asserts)`)
   const claimAll = Promise.all(NAMES.map(async (name) => {
-    for (const id of share(name)) await nodes[name].call('claim', { id })
+    const mine = share(name)
+    for (let i = 0; i < mine.length; i += 10) {
+      await Promise.all(mine.slice(i, i + 10).map((id) => nodes[name].call('claim', { id, options: { waitMs: LEASE_MS + 2000 } })))
+    }
   }))
   await showFleet('claiming', nodes['node-a'], claimAll)
   const allOpen = (async () => {
