@@ -22,8 +22,10 @@ export * from './binding'
  *
  * Throws `ERR_INVALID_SESSION_ID` (TypeError) for an id that is not a non-empty string (or
  * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
- * `ERR_INVALID_OPTIONS` (TypeError) for malformed options, and
- * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id.
+ * `ERR_INVALID_OPTIONS` (TypeError) for malformed options,
+ * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id, and
+ * `ERR_CLUSTER_NOT_HELD` while a cluster is connected ({@link connectCluster}) and this node
+ * does not hold the id's lease (claim it first).
  */
 export declare function registerSocket<T extends object>(sessionId: string, socket: T, options?: RegisterOptions): T
 
@@ -47,14 +49,16 @@ export declare function getAllSockets<T = any>(): Map<string, T>
  * removed, its `connection.update` silenced, ended) and every reference the registry held to
  * it is released. Returns whether there was one. An unknown id (or one owned by another
  * thread) does nothing. If the socket's `end()` registers the id again, that registration
- * stays.
+ * stays. With a cluster connected, the session's lease is given up (a new socket for it needs
+ * a new claim) and released in Redis in the background.
  */
 export declare function unregisterSocket(sessionId: string): boolean
 
 /**
  * Unregisters every socket this thread had registered when it was called. They all leave the
  * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
- * reconnects) stays registered, so `clearAll` always ends.
+ * reconnects) stays registered, so `clearAll` always ends. With a cluster connected, their
+ * leases are released as by {@link unregisterSocket}.
  */
 export declare function clearAll(): void
 
@@ -63,7 +67,8 @@ export declare function clearAll(): void
  * `sessionId` (or `auth.sessionId`), creates the socket, registers it (tracked), sets
  * `socket._sessionId` and returns it. Without a session id it throws
  * `ERR_MISSING_SESSION_ID`; a `makeWASocket` that is not a function throws
- * `ERR_INVALID_FACTORY`.
+ * `ERR_INVALID_FACTORY`. While a cluster is connected, a session this node does not hold
+ * throws `ERR_CLUSTER_NOT_HELD` before `makeWASocket` is called.
  */
 export declare function createSocketWrapper<C extends object, S extends object>(makeWASocket: (config: C) => S): (config: C & SocketWrapperConfig) => S
 
@@ -119,7 +124,7 @@ export interface ClusterOptions {
    * (claims meanwhile reject with `ERR_CLUSTER_RECOVERING`). Default `leaseMs`; 0 turns it off.
    */
   dataLossGraceMs?: number
-  /** How often changed session states are gathered and mirrored to Redis in one batch. Default 20. */
+  /** How often changed session states are gathered and mirrored to Redis in one batch (a session changed many times in between is written once): lower is fresher, higher costs Redis and this process less. Default 250. */
   mirrorFlushMs?: number
 }
 

@@ -54,7 +54,8 @@ const {
   __credsMe: nativeCredsMe,
   __untracked: nativeUntracked,
   __healthWatched: nativeHealthWatched,
-  __healthClose: nativeHealthClose
+  __healthClose: nativeHealthClose,
+  __clusterGate: nativeClusterGate
 } = binding
 
 const apply = Reflect.apply
@@ -290,6 +291,8 @@ function createSocketWrapper (makeWASocket) {
       throw registryError(TypeError, 'ERR_MISSING_SESSION_ID',
         'the socket wrapper needs config.sessionId (or config.auth.sessionId): a non-empty string naming the session')
     }
+    // A session this node may not register (cluster lease) gets no socket at all.
+    nativeClusterGate(id)
     const socket = apply(makeWASocket, undefined, [config])
     if (!isObject(socket)) {
       throw registryError(TypeError, 'ERR_INVALID_SOCKET', `makeWASocket returned ${typeName(socket)}, not a socket object`)

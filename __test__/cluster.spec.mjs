@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 
 import { registry, sleep, until, untilStatus, wsClosed } from './support/harness.mjs'
 import { redisSkip, startRedis, freePort } from './support/redis.mjs'
@@ -17,7 +18,7 @@ import { BUILDS, loadBaileys, makeTestSocket, recordUpdates, endSocket } from '.
 
 const {
   connectCluster, registerSocket, unregisterSocket, clearAll, getSocket, getSessionState,
-  updateSessionState, onStateChange
+  updateSessionState, onStateChange, createSocketWrapper
 } = registry
 
 const PEER = fileURLToPath(new URL('./fixtures/cluster-peer.mjs', import.meta.url))
@@ -225,6 +226,54 @@ describe('cluster', { skip: redisSkip }, () => {
     await eventually(async () => (await c.getStats()).nodes[0].sessions === 0, 'the leases to leave the view')
   })
 
+  test('the gate holds in worker threads and before createSocketWrapper makes a socket', { timeout: T }, async (t) => {
+    const c = await connect()
+    // Not a Baileys socket: the worker only needs something whose end() it can report.
+    const worker = new Worker(`
+      const { parentPort } = require('node:worker_threads')
+      const r = require(${JSON.stringify(ROOT)})
+      parentPort.on('message', (m) => {
+        try {
+          if (m === 'register') r.registerSocket('w1', { end () { parentPort.postMessage({ ended: true }) } }, { track: false })
+          if (m === 'unregister') r.unregisterSocket('w1')
+          parentPort.postMessage({ ok: m, has: r.hasSocket('w1') })
+        } catch (e) {
+          parentPort.postMessage({ code: e.code })
+        }
+      })`, { eval: true })
+    t.after(() => worker.terminate())
+    const replies = []
+    worker.on('message', (m) => replies.push(m))
+    const ask = async (m) => {
+      const n = replies.length
+      worker.postMessage(m)
+      // Its answer (an `ended` report may come first).
+      return until(() => replies.slice(n).find((r) => !r.ended), `the worker's answer to ${m}`)
+    }
+    assert.deepEqual(await ask('register'), { code: 'ERR_CLUSTER_NOT_HELD' })
+    await c.claim('w1')
+    assert.deepEqual(await ask('register'), { ok: 'register', has: true })
+    assert.throws(() => registerSocket('w1', {}), { code: 'ERR_SESSION_OWNED_BY_OTHER_THREAD' })
+    // release ends the socket in the thread that holds it.
+    assert.equal(await c.release('w1'), true)
+    await until(() => replies.some((m) => m.ended), 'the worker to end its socket')
+    assert.equal(c.holds('w1'), false)
+    // unregisterSocket in a worker releases too.
+    await c.claim('w1')
+    assert.deepEqual(await ask('register'), { ok: 'register', has: true })
+    assert.deepEqual(await ask('unregister'), { ok: 'unregister', has: false })
+    assert.equal(c.holds('w1'), false)
+    await eventually(async () => (await c.whereIs('w1')) === null, 'the lease to leave Redis')
+
+    let made = 0
+    const create = createSocketWrapper(() => { made++; return { end () {} } })
+    assert.throws(() => create({ sessionId: 'wr' }), { code: 'ERR_CLUSTER_NOT_HELD' })
+    assert.equal(made, 0, 'no socket made for a session not held')
+    await c.claim('wr')
+    create({ sessionId: 'wr' })
+    assert.equal(made, 1)
+  })
+
   test('release ends the local socket silently first; close ends them all and opens the gate', { timeout: T }, async () => {
     const c = await connect()
     await c.claim('r1')
@@ -295,6 +344,29 @@ describe('cluster', { skip: redisSkip }, () => {
     registerSocket('l1', next)
     await untilStatus('l1', 'open')
     assert.equal(unregisterSocket('l1'), true)
+  })
+
+  test('Redis restarted without its data: the lease is re-asserted and the session keeps running', { timeout: T }, async (t) => {
+    const own = await startRedis()
+    t.after(() => own.stop())
+    // The grace period on: sessions Redis forgot stay claimable only by their old owner for a lease.
+    const c = await connect({ url: own.url, dataLossGraceMs: undefined })
+    const lease = await eventually(() => c.claim('rs1').catch((e) => e.code === 'ERR_CLUSTER_RECOVERING' ? null : Promise.reject(e)), 'the first grace period to pass')
+    const sock = socket('rs1')
+    registerSocket('rs1', sock)
+    await untilStatus('rs1', 'open')
+    await own.restart()
+    // The next renewal (every leaseMs / 3) puts it back with the same token.
+    const back = await eventually(() => c.whereIs('rs1').catch(() => null), 'the lease to be re-asserted', 5000)
+    assert.deepEqual([back.nodeId, back.token], ['here', lease.token])
+    assert.equal(c.holds('rs1'), true)
+    assert.equal(getSessionState('rs1').status, 'open')
+    assert.equal(wsClosed(sock), false)
+    // A listener that throws is reported, never thrown into the process.
+    const warned = new Promise((resolve) => process.once('warning', resolve))
+    c.onStateChange(() => { throw new Error('listener exploded') })
+    updateSessionState('rs1', { plan: 'x' })
+    assert.match((await warned).message, /cluster\.onStateChange listener threw: listener exploded/)
   })
 
   for (const build of BUILDS) {
@@ -402,6 +474,21 @@ describe('cluster', { skip: redisSkip }, () => {
     }
     assert.equal(e.code, 'ERR_CLUSTER_UNAVAILABLE')
     await eventually(async () => (await c.claim('u1').catch(() => null)) !== null, 'a claim after Redis is back', 5000)
+
+    // unregisterSocket while Redis does not answer: done here at once, the failed release in
+    // Redis is an event (the lease expires there by itself).
+    const events = []
+    c.onStateChange((ev) => events.push(ev))
+    registerSocket('u1', { end () {} }, { track: false })
+    redis.pause()
+    try {
+      assert.equal(unregisterSocket('u1'), true)
+      assert.equal(c.holds('u1'), false)
+      const failed = await until(() => events.find((ev) => ev.type === 'releaseFailed'), 'the releaseFailed event', 5000)
+      assert.deepEqual([failed.sessionId, failed.nodeId, failed.code], ['u1', 'here', 'ERR_CLUSTER_UNAVAILABLE'])
+    } finally {
+      redis.resume()
+    }
 
     // Killed for good while a claim is out: the claim rejects, close still ends.
     const own = await startRedis()

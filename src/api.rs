@@ -433,5 +433,7 @@ fn teardown_env(env_key: table::EnvKey) {
   events::remove_waiters(env_key);
   for (id, record) in table::remove_owned_by(env_key) {
     events::emit(&id, ChangeKind::Removed, Some(record.state), None);
+    // A worker that exits with sessions gives their cluster leases up, as unregistering does.
+    crate::cluster::on_unregistered(&id);
   }
 }

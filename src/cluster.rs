@@ -101,6 +101,13 @@ pub fn check_register(id: &str) -> Result<(), RegistryError> {
   }
 }
 
+/// The gate alone, for `createSocketWrapper`'s function: checked before `makeWASocket` runs, so
+/// no socket is made for a session this node may not register.
+#[napi(js_name = "__clusterGate", skip_typescript)]
+pub fn cluster_gate(env: Env, id: String) -> napi::Result<()> {
+  finish(&env, check_register(&id).map_err(Into::into))
+}
+
 /// `unregisterSocket` / `clearAll` removed `id`: give its lease up here now (a new socket for
 /// it then needs a new claim) and in Redis in the background; a failure there becomes a
 /// `releaseFailed` event, and the lease expires anyway.
@@ -190,7 +197,7 @@ fn options_of(env: js::Env, o: Value) -> JsResult<(ClusterOptions, u64)> {
   opts.safety_margin_ms = ms(c"marginMs")?;
   opts.renew_every_ms = ms(c"renewEveryMs")?;
   opts.data_loss_grace_ms = ms(c"dataLossGraceMs")?;
-  let mirror_every = ms(c"mirrorFlushMs")?.unwrap_or(20);
+  let mirror_every = ms(c"mirrorFlushMs")?.unwrap_or(250);
   Ok((opts, mirror_every))
 }
 
@@ -292,6 +299,23 @@ async fn forward_events(node: Arc<Node>, mut rx: broadcast::Receiver<ClusterEven
 
 async fn act_on_notices(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Notice>) {
   while let Some(notice) = rx.recv().await {
+    // A notice about an older lease of a session claimed again since: the new one stands.
+    let (id, token) = match &notice {
+      Notice::LeaseLost {
+        session_id, token, ..
+      }
+      | Notice::TakeoverRequested {
+        session_id, token, ..
+      }
+      | Notice::Reasserted { session_id, token } => (session_id, *token),
+    };
+    if node
+      .cluster
+      .holding(id)
+      .is_some_and(|lease| lease.token != token)
+    {
+      continue;
+    }
     match notice {
       Notice::LeaseLost {
         session_id,
@@ -695,24 +719,24 @@ pub fn cluster_subscribe(env: Env, epoch: f64, listener: JsAny) -> napi::Result<
     let channel = Channel::new(raw, Some(listener.0), deliver_event, true)?;
     let mut rx = node.events.subscribe();
     let sending = channel.clone();
+    let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+    // The map entry goes with the delivery: the cluster closed, or the thread went away.
+    let mut subscriptions = lock(&SUBSCRIPTIONS);
     let task = napi::bindgen_prelude::spawn(async move {
       loop {
-        match rx.recv().await {
-          Ok(event) => {
-            if !sending.send(event) {
-              return;
-            }
-          }
-          Err(broadcast::error::RecvError::Lagged(_)) => continue,
-          Err(broadcast::error::RecvError::Closed) => {
-            sending.close();
-            return;
-          }
+        let delivered = match rx.recv().await {
+          Ok(event) => sending.send(event),
+          Err(broadcast::error::RecvError::Lagged(_)) => true,
+          Err(broadcast::error::RecvError::Closed) => false,
+        };
+        if !delivered {
+          break;
         }
       }
+      sending.close();
+      lock(&SUBSCRIPTIONS).remove(&id);
     });
-    let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-    lock(&SUBSCRIPTIONS).insert(id, (channel, task.abort_handle()));
+    subscriptions.insert(id, (channel, task.abort_handle()));
     Ok(id as f64)
   })();
   finish(&env, subscribed)

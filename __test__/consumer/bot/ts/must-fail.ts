@@ -4,6 +4,7 @@
 import { type WASocket } from '@whiskeysockets/baileys'
 import {
   configure,
+  connectCluster,
   createSocketWrapper,
   getAllSockets,
   getSessionState,
@@ -16,6 +17,7 @@ import {
   unregisterSocket,
   updateSessionState,
   waitForState,
+  type Cluster,
   type RegistryErrorCode,
   type SessionState
 } from 'baileys-socket-registry'
@@ -48,4 +50,11 @@ createSocketWrapper('makeWASocket') // error: makeWASocket is a function
 saveSnapshot(undefined) // error: the path is a string
 loadSnapshot('sessions.json').then((list) => list[0].sessionId.toFixed()) // error: the id is a string
 const code: RegistryErrorCode = 'ERR_NOPE' // error: not an error code
-void [mustExist, created, optionalError, when, open, code]
+connectCluster({ nodeId: 'a' }) // error: the url is required
+connectCluster({ url: 'redis://127.0.0.1', leaseMs: '15s' }) // error: leaseMs is a number
+declare const cluster: Cluster
+cluster.claim('user_1', { takeover: 'yes' }) // error: takeover is a boolean
+cluster.claim('user_1').then((lease) => lease.token.toFixed()) // error: the token is a decimal string
+const holds: Promise<boolean> = cluster.holds('user_1') // error: holds is synchronous
+cluster.onStateChange((e) => e.type === 'lost') // error: not a cluster event type
+void [mustExist, created, optionalError, when, open, code, holds]
