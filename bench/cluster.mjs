@@ -46,7 +46,7 @@ const OUT = arg('--out', new URL('./cluster-results.json', import.meta.url))
 const N = {
   claims: QUICK ? 50 : 1000,
   heldClaims: QUICK ? 20 : 300,
-  propagation: QUICK ? 30 : 500,
+  propagation: QUICK ? 30 : 300,
   mirrorSessions: QUICK ? 100 : 1000,
   mirrorRounds: QUICK ? 5 : 50,
   updateSessions: 1000,
@@ -142,9 +142,13 @@ try {
   }
   const withCluster = await updateCost(updIds)
 
-  // 5. Propagation of a state change from the other node to this node's events.
-  await other.call('claim', { id: 'prop', socket: 'stub' })
-  const seen = new Map() // seq -> time the event arrived here
+  // 5. Propagation of a state change from the other node to this node's events: one session
+  // per sample, changed at random moments (a change waits for the mirror's next gathering, so
+  // changes made right after each event would all wait a whole interval).
+  const propIds = Array.from({ length: N.propagation }, (_, i) => `prop_${i}`)
+  for (const id of propIds) await other.call('claim', { id, socket: 'stub' })
+  await sleep(300) // their first mirror writes (registration) go out first
+  const seen = new Map() // prop id -> time its `seq` event arrived here
   let stateEvents = 0
   let lastStateAt = 0
   const mirrorLast = new Map()
@@ -154,19 +158,18 @@ try {
     stateEvents++
     lastStateAt = t
     const seq = e.state?.seq
-    if (e.sessionId === 'prop' && typeof seq === 'number') seen.set(seq, t)
-    else if (typeof seq === 'number') mirrorLast.set(e.sessionId, seq)
+    if (typeof seq !== 'number') return
+    if (e.sessionId.startsWith('prop_')) seen.set(e.sessionId, t)
+    else mirrorLast.set(e.sessionId, seq)
   })
-  const propMs = []
-  for (let seq = 1; seq <= N.propagation; seq++) {
-    const sentAt = await other.call('update', { id: 'prop', patch: { seq } })
-    const deadline = now() + 5000
-    while (!seen.has(seq) && now() < deadline) await sleep(1)
-    if (seen.has(seq)) propMs.push(seen.get(seq) - sentAt)
-    // A random pause, so that changes land anywhere in the mirror's gathering interval rather
-    // than right after each batch (which would measure the interval, not the propagation).
-    await sleep(Math.random() * 25)
+  const sentAt = new Map()
+  for (const id of propIds) {
+    sentAt.set(id, await other.call('update', { id, patch: { seq: 1 } }))
+    await sleep(Math.random() * 20)
   }
+  const propDeadline = now() + 5000
+  while (seen.size < propIds.length && now() < propDeadline) await sleep(5)
+  const propMs = propIds.filter((id) => seen.has(id)).map((id) => seen.get(id) - sentAt.get(id))
   results.propagation = { ...summary(propMs), lost: N.propagation - propMs.length }
 
   // 6. Mirror throughput: the other node updates N sessions many times.
