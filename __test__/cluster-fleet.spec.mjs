@@ -172,10 +172,12 @@ test('kill -9 of a node: another claims its sessions within leaseMs + 1 s, and i
   await untilOpen(b, ids)
 
   // The dead node's heartbeat expired with its leases: it is gone from every node's view.
+  await eventually(async () => (await c.call('clusterStats')).nodes.every((n) => n.nodeId !== 'kill-a'), 'kill-a to leave the cluster view', 1500)
+  // Rows come with each session's first mirrored state on its new node (the next gathering).
   const view = await eventually(async () => {
     const s = await c.call('clusterStats')
-    return s.nodes.every((n) => n.nodeId !== 'kill-a') && s
-  }, 'kill-a to leave the cluster view', 1500)
+    return s.sessions.filter((r) => ids.includes(r.sessionId)).length === ids.length && s
+  }, 'b\'s rows for the sessions it took', 3000)
   assert.deepEqual(view.nodes.map((n) => n.nodeId), ['kill-b', 'kill-c'])
   assert.equal(view.sessions.filter((s) => s.nodeId === 'kill-a').length, 0, 'no row of the dead node')
   assert.deepEqual(view.sessions.filter((s) => ids.includes(s.sessionId)).map((s) => s.nodeId), ids.map(() => 'kill-b'))
