@@ -189,6 +189,41 @@ test('kill -9 of a node: another claims its sessions within leaseMs + 1 s, and i
   }
 })
 
+test('takeover between live processes: the owner ends its socket before the asking node\'s claim resolves', { skip, timeout: 60000 }, async (t) => {
+  const { nodes: [a, b], logFile } = await fleet(t, ['take-a', 'take-b'], { leaseMs: 3000, log: true })
+  const ids = Array.from({ length: 5 }, (_, i) => `take_${i}`)
+  const wa = watchWaServer(server)
+  t.after(() => wa.stop())
+  for (const id of ids) await a.call('claim', { id })
+  await untilOpen(a, ids)
+  const lost = []
+  a.onEvent((e) => { if (e.event === 'leaseLost') lost.push(e) })
+  const asked = now()
+  const claims = await Promise.all(ids.map((id) => b.call('claim', { id, options: { takeover: true, waitMs: 3000 } })))
+  // Well before a's leases (3 s, renewed every second) could have expired: a let go.
+  for (const r of claims) {
+    assert.equal(r.nodeId, 'take-b')
+    assert.ok(r.t - asked < 2000, `claimed ${(r.t - asked).toFixed(0)} ms after asking`)
+  }
+  const intervals = intervalsOf(readLog(logFile))
+  for (const [i, id] of ids.entries()) {
+    const before = intervals.find((iv) => iv.id === id && iv.node === 'take-a')
+    assert.equal(before.why, 'socketEnded', `${id}: a's socket was ended by the registry`)
+    assert.ok(before.end < claims[i].t, `${id}: a ended its socket ${(claims[i].t - before.end).toFixed(1)} ms before b's claim resolved`)
+    assert.ok(BigInt(claims[i].token) > BigInt(before.token), `${id}: b's token is larger`)
+  }
+  await eventually(() => lost.length === ids.length, 'a leaseLost event per session on a')
+  assert.ok(lost.every((e) => e.reason === 'takeover'), JSON.stringify(lost.map((e) => e.reason)))
+  assert.deepEqual(await a.call('held'), {})
+  await untilOpen(b, ids)
+  for (const id of ids) assert.deepEqual(wa.live(id).map((c) => c.node), ['take-b'], `${id}: b's connection is the live one`)
+  for (const id of ids) {
+    const state = await a.call('state', { id })
+    assert.equal(state?.status, 'leaseLost', `${id}: the bot on a sees leaseLost`)
+    assert.equal(state?.isConnected, false)
+  }
+})
+
 test('partition: Redis stopped longer than leaseMs: the node ends its sockets before its leases expire; after SIGCONT nothing runs twice', { skip, timeout: 60000 }, async (t) => {
   const leaseMs = 2000
   const { redis, nodes: [a, b], logFile } = await fleet(t, ['part-a', 'part-b'], { leaseMs, log: true })
