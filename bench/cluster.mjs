@@ -1,7 +1,7 @@
 // `npm run bench:cluster` (= node --expose-gc bench/cluster.mjs): what the cluster costs and how
 // fast it moves, on a redis-server this script starts on a free loopback port.
 //
-//   npm run bench:cluster                 the full run (about a minute)
+//   npm run bench:cluster                 the full run (about 30 s on 2 shared cores)
 //   npm run bench:cluster -- --quick      a few seconds, small counts: proves it still works
 //   --lease MS                            leaseMs of the takeover part (default 2000)
 //   --out FILE                            where the JSON goes (default bench/cluster-results.json)
