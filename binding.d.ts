@@ -88,7 +88,7 @@ export interface RegistryConfig {
  * code (a getter, a Proxy trap, `toJSON`, the `makeWASocket` factory) passes through as it
  * is, without a `code`.
  */
-export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_STATE_TOO_LARGE' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_CLUSTER_OPTIONS' | 'ERR_CLUSTER_CONNECT' | 'ERR_CLUSTER_ALREADY_CONNECTED' | 'ERR_CLUSTER_UNAVAILABLE' | 'ERR_CLUSTER_HELD' | 'ERR_CLUSTER_CLAIM_TIMEOUT' | 'ERR_CLUSTER_NOT_HELD' | 'ERR_CLUSTER_CLOSED' | 'ERR_CLUSTER_RECOVERING' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
+export type RegistryErrorCode = 'ERR_INVALID_SESSION_ID' | 'ERR_INVALID_SOCKET' | 'ERR_INVALID_OPTIONS' | 'ERR_INVALID_STATE_UPDATE' | 'ERR_INVALID_STATE_VALUE' | 'ERR_FORBIDDEN_STATE_KEY' | 'ERR_READ_ONLY_STATE_KEY' | 'ERR_STATE_TOO_LARGE' | 'ERR_SESSION_OWNED_BY_OTHER_THREAD' | 'ERR_MISSING_SESSION_ID' | 'ERR_INVALID_FACTORY' | 'ERR_INVALID_LISTENER' | 'ERR_SESSION_NOT_FOUND' | 'ERR_WAIT_TIMEOUT' | 'ERR_SESSION_REMOVED' | 'ERR_STATE_UNREACHABLE' | 'ERR_SNAPSHOT_NOT_FOUND' | 'ERR_SNAPSHOT_IO' | 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_VERSION' | 'ERR_SNAPSHOT_TOO_LARGE' | 'ERR_SESSION_SUPERVISED' | 'ERR_CLUSTER_OPTIONS' | 'ERR_CLUSTER_CONNECT' | 'ERR_CLUSTER_ALREADY_CONNECTED' | 'ERR_CLUSTER_UNAVAILABLE' | 'ERR_CLUSTER_HELD' | 'ERR_CLUSTER_CLAIM_TIMEOUT' | 'ERR_CLUSTER_NOT_HELD' | 'ERR_CLUSTER_CLOSED' | 'ERR_CLUSTER_RECOVERING' | 'ERR_INTERNAL' | 'ERR_NATIVE_BINDING_NOT_FOUND'
 
 /**
  * What `getStats()` returns, for every session of the process: the shape of
@@ -234,6 +234,8 @@ export interface SessionState {
   messagesOut: number
   /** The `worker_threads.threadId` of the thread that owns the socket (0: main thread). */
   threadId: number
+  /** The supervision of a session made by `superviseSession`, else `null`. */
+  supervision: Supervision | null
 }
 
 /**
@@ -353,24 +355,41 @@ export interface StateChangeEvent {
   previous: SessionState | null
   /** The state after the change, or `null` (removed). */
   current: SessionState | null
-  /** The thread that owns the session's socket. */
+  /**
+   * The thread that owns the session's socket (for a supervision event: the supervising
+   * thread).
+   */
   threadId: number
   /**
-   * `leaseLost` only: why (`unreachable`: Redis did not answer in time; `superseded`: another
-   * node holds it now; `takeover`: another node asked for it, and the lease is released).
+   * Supervision events only: the attempt the next socket will be (`reconnecting`), or the
+   * last one's (`gaveUp`, `stopped`).
    */
-  reason?: 'unreachable' | 'superseded' | 'takeover'
+  attempt?: number
+  /**
+   * `reconnecting` only: the wait before the next socket (ms; 0: at once). `null` for
+   * `gaveUp` and `stopped`.
+   */
+  delayMs?: number | null
+  /**
+   * Why. `leaseLost`: `unreachable` (Redis did not answer in time), `superseded` (another
+   * node holds it now) or `takeover` (another node asked for it, and the lease is released).
+   * Supervision events: see `Supervision.reason`.
+   */
+  reason?: 'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null
   /** `leaseLost` only: the fencing token of the lost lease, as a decimal string. */
   token?: string
+  /** Supervision events only: the last failure's error message, or `null`. */
+  error?: string | null
 }
 
 /**
  * What a state-change event reports: `registered`, `status` (status or `isConnected`
  * changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`), `leaseLost`
  * (this node lost, or was asked to give up, the session's cluster lease: its socket was
- * ended).
+ * ended), and for a supervised session (`superviseSession`) `reconnecting` (a new socket
+ * follows after `delayMs`), `gaveUp` (`maxAttempts` failures in a row) and `stopped`.
  */
-export type StateChangeType = 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost'
+export type StateChangeType = 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost' | 'reconnecting' | 'gaveUp' | 'stopped'
 
 /**
  * How many sessions have each status; `untracked` counts sessions without one (registered
@@ -395,6 +414,34 @@ export interface StatusCounts {
   leaseLost: number
   /** Sessions the registry does not track. */
   untracked: number
+}
+
+/**
+ * Where a supervised session's supervision is (`getSessionState(id).supervision`,
+ * `handle.supervision`). Every key is always present.
+ */
+export interface Supervision {
+  /**
+   * `running` (a socket is being made, or is registered and not closed), `waiting` (for the
+   * next attempt), `stopped` (a terminal close, `stop()`, `unregisterSocket`, `clearAll` or
+   * a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row).
+   */
+  state: 'running' | 'waiting' | 'stopped' | 'gaveUp'
+  /**
+   * The attempt of the current socket (or of the next one, while waiting): 1 for the first
+   * socket since supervision started, `restart()` or the last stable open.
+   */
+  attempt: number
+  /** When the next attempt is due (epoch ms) while `waiting`, else `null`. */
+  nextAttemptAt: number | null
+  /**
+   * Why the last socket failed (a `DisconnectReason` name, `unknown` for a close without
+   * one, `makeSocketFailed`), or why supervision stopped (`stop`, `unregistered`,
+   * `clearAll`, `takeover`, `ownedByOtherThread`); `null` before any failure.
+   */
+  reason: 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null
+  /** The last failure's error message (a close's, or what `makeSocket` threw), or `null`. */
+  error: string | null
 }
 
 /**

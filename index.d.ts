@@ -2,7 +2,7 @@
 // they use, are declared in binding.d.ts, which napi-rs generates from the Rust doc comments;
 // functions implemented in index.js are declared here. __test__/typings.spec.mjs checks that
 // the names declared here and in binding.d.ts are exactly what index.js exports.
-import type { RegisterOptions, RegistryStats, SessionState, SessionStateUpdate, SocketWrapperConfig } from './binding'
+import type { RegisterOptions, RegistryStats, SessionState, SessionStateUpdate, SocketWrapperConfig, Supervision } from './binding'
 
 export * from './binding'
 
@@ -24,6 +24,7 @@ export * from './binding'
  * holds a lone surrogate), `ERR_INVALID_SOCKET` (TypeError) for a socket that is not an object,
  * `ERR_INVALID_OPTIONS` (TypeError) for malformed options,
  * `ERR_SESSION_OWNED_BY_OTHER_THREAD` when another worker thread owns the id, and
+ * `ERR_SESSION_SUPERVISED` when `superviseSession` supervises the id in this thread, and
  * `ERR_CLUSTER_NOT_HELD` while a cluster is connected ({@link connectCluster}) and this node
  * does not hold the id's lease (claim it first).
  */
@@ -49,16 +50,18 @@ export declare function getAllSockets<T = any>(): Map<string, T>
  * removed, its `connection.update` silenced, ended) and every reference the registry held to
  * it is released. Returns whether there was one. An unknown id (or one owned by another
  * thread) does nothing. If the socket's `end()` registers the id again, that registration
- * stays. With a cluster connected, the session's lease is given up (a new socket for it needs
- * a new claim) and released in Redis in the background.
+ * stays. A supervised id (`superviseSession`) stops being supervised. With a cluster connected,
+ * the session's lease is given up (a new socket for it needs a new claim) and released in Redis
+ * in the background.
  */
 export declare function unregisterSocket(sessionId: string): boolean
 
 /**
  * Unregisters every socket this thread had registered when it was called. They all leave the
  * registry first, then each is let go; a socket registered meanwhile (by an `end()` that
- * reconnects) stays registered, so `clearAll` always ends. With a cluster connected, their
- * leases are released as by {@link unregisterSocket}.
+ * reconnects) stays registered, so `clearAll` always ends. Every supervision of this thread
+ * (`superviseSession`) stops first. With a cluster connected, their leases are released as by
+ * {@link unregisterSocket}.
  */
 export declare function clearAll(): void
 
@@ -254,3 +257,104 @@ export interface Cluster {
  * server), `ERR_CLUSTER_ALREADY_CONNECTED` when this process already has a cluster.
  */
 export declare function connectCluster(options: ClusterOptions): Promise<Cluster>
+
+/**
+ * The reasons a supervision policy names: Baileys' `DisconnectReason` names (`timedOut` and
+ * `connectionLost` share 408: "Timed Out" in the message tells them apart), `unknown` (a close
+ * without a status code the policy names: a plain Error, a close the health pass found) and
+ * `makeSocketFailed` (`makeSocket` threw, rejected or gave no socket).
+ */
+export type SupervisionPolicyReason =
+  | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService'
+  | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced'
+  | 'unknown' | 'makeSocketFailed'
+
+/**
+ * Exponential backoff with full jitter: before the socket that follows `n` failures in a row,
+ * a random wait in `[0, min(maxMs, baseMs * factor^(n-1))]` (with `jitter: 'none'`, that
+ * ceiling itself).
+ */
+export interface SupervisionBackoff {
+  /** The first ceiling (ms, 1 to 2^31-1; default 1000). */
+  baseMs?: number
+  /** How much the ceiling grows per failure (1 to 1000; default 2). */
+  factor?: number
+  /** The largest ceiling (ms, at least `baseMs`; default 60000, or `baseMs` if larger). */
+  maxMs?: number
+  /** `'full'` (default): a random wait up to the ceiling; `'none'`: the ceiling itself. */
+  jitter?: 'full' | 'none'
+}
+
+/**
+ * What a supervisor does after a close for one reason: `'now'` (a new socket at once),
+ * `'backoff'` (after the policy's backoff), `'stop'` (never another socket), or backoff
+ * parameters of its own (missing ones from the policy's `backoff`).
+ */
+export type SupervisionRule = 'now' | 'backoff' | 'stop' | SupervisionBackoff
+
+/** A supervision policy; every key is optional. Unknown keys throw `ERR_INVALID_OPTIONS`. */
+export interface SupervisionPolicy {
+  /** The backoff of every reason whose rule is `'backoff'`. */
+  backoff?: SupervisionBackoff
+  /** Give up after this many failures in a row without a stable open (a positive integer or `Infinity`; default 10). */
+  maxAttempts?: number
+  /** A socket open at least this long when it closes resets the count of failures (ms; default 30000). */
+  stableAfterMs?: number
+  /**
+   * Rules per reason over the defaults: `restartRequired` `'now'`; `loggedOut`, `forbidden`,
+   * `multideviceMismatch`, `connectionReplaced` `'stop'`; every other reason `'backoff'`.
+   */
+  reasons?: Partial<Record<SupervisionPolicyReason, SupervisionRule>>
+}
+
+/** What `makeSocket` is called with. */
+export interface MakeSocketContext {
+  /** The attempt this socket is: 1 for the first since supervision started, `restart()` or the last stable open. */
+  attempt: number
+  /** The `lastDisconnect` of the previous socket's close (`{ error, date }`, as Baileys gave it), or `undefined`. */
+  lastDisconnect: { error?: unknown, date?: Date } | undefined
+}
+
+/** The handle `superviseSession` returns. */
+export interface SupervisedSession {
+  /** The supervised session's id. */
+  readonly sessionId: string
+  /**
+   * Stops reconnecting and removes the session: its socket is let go silently (as
+   * `unregisterSocket`), a pending timer is cleared, a `makeSocket` still pending has its
+   * socket ended when it settles. Returns whether it was supervised (a second call does
+   * nothing and returns `false`).
+   */
+  stop(): boolean
+  /**
+   * One fresh socket now: the current one is let go silently at once, and the new one is made
+   * as soon as the old one's websocket has closed (a few milliseconds; at most 2 s), so the
+   * server never sees both. The count of attempts starts again (also after a terminal close
+   * or giving up). Returns `false` after `stop()`.
+   */
+  restart(): boolean
+  /** The supervision now (after `stop()`: as it was when stopped). */
+  readonly supervision: Supervision
+}
+
+/**
+ * Supervises `sessionId`: calls `makeSocket({ attempt, lastDisconnect })` at once (it returns
+ * a socket or a promise of one), registers each socket it gets (tracked), and makes the next
+ * one when the policy says so: at once after 515, after an exponential backoff with full
+ * jitter after 428, 408, 500, 503 and other closes, never after 401, 403, 411 and (by
+ * default) 440, and not after `maxAttempts` failures in a row. A `makeSocket` that throws or
+ * rejects is a failed attempt (recorded in `supervision.error`). The session's state shows
+ * the supervision (`supervision`), and `onStateChange` hears `reconnecting`, `gaveUp` and
+ * `stopped`.
+ *
+ * While supervised, the id belongs to the supervisor: `registerSocket` and socket wrappers
+ * throw `ERR_SESSION_SUPERVISED`; `unregisterSocket`, `clearAll` and a takeover by another
+ * thread stop the supervision. Throws `ERR_INVALID_SESSION_ID`, `ERR_INVALID_FACTORY` (a
+ * `makeSocket` that is not a function), `ERR_INVALID_OPTIONS` (a policy that does not
+ * validate) and `ERR_SESSION_SUPERVISED` (already supervised in this thread).
+ */
+export declare function superviseSession<S extends object = any>(
+  sessionId: string,
+  makeSocket: (context: MakeSocketContext) => S | PromiseLike<S>,
+  policy?: SupervisionPolicy
+): SupervisedSession

@@ -118,6 +118,8 @@ function applyRevocations () {
     const tracker = trackers.get(id)
     sockets.delete(id)
     if (tracker !== undefined) trackers.delete(id)
+    // A session another thread took over is no longer this thread's to supervise.
+    if (supervisors.size !== 0) endSupervisionOf(id, 'takeover')
     letGo(id, socket, tracker)
   }
   // Sessions whose cluster lease this node lost (see the Cluster section).
@@ -184,6 +186,7 @@ function registerSocket (sessionId, socket, options) {
   const given = options !== undefined && options !== null
   const track = boolOption(given ? options.track : undefined, 'track', true, REGISTER)
   const takeover = boolOption(given ? options.takeover : undefined, 'takeover', false, REGISTER)
+  if (supervisors.size !== 0 && supervisors.has(sessionId)) throw supervisedError(sessionId, REGISTER)
   register(sessionId, socket, track, takeover)
   return socket
 }
@@ -249,6 +252,7 @@ function getAllSockets () {
 
 function unregisterSocket (sessionId) {
   if (revision[0] !== seenRevision) applyRevocations()
+  if (supervisors.size !== 0) endSupervisionOf(sessionId, 'unregistered')
   const socket = sockets.get(sessionId)
   if (socket === undefined) return false
   const tracker = trackers.size === 0 ? undefined : trackers.get(sessionId)
@@ -261,6 +265,7 @@ function unregisterSocket (sessionId) {
 
 function clearAll () {
   if (revision[0] !== seenRevision) applyRevocations()
+  if (supervisors.size !== 0) endAllSupervision('clearAll')
   // Everything leaves the registry first, then each socket is let go: a socket registered
   // meanwhile (by an end() that reconnects) stays registered, so clearAll always ends.
   const ids = []
@@ -291,6 +296,7 @@ function createSocketWrapper (makeWASocket) {
       throw registryError(TypeError, 'ERR_MISSING_SESSION_ID',
         'the socket wrapper needs config.sessionId (or config.auth.sessionId): a non-empty string naming the session')
     }
+    if (supervisors.size !== 0 && supervisors.has(id)) throw supervisedError(id, WRAPPER)
     // A session this node may not register (cluster lease) gets no socket at all.
     nativeClusterGate(id)
     const socket = apply(makeWASocket, undefined, [config])
@@ -356,6 +362,7 @@ const CONNECTIONS = { __proto__: null, connecting: 1, open: 2, close: 3 }
  */
 function Tracker (id, generation, socket) {
   this.generation = generation
+  const tracker = this
   // Named `registry...`: a bot (or a test) can tell the registry's listeners from its own.
   const registryConnectionUpdate = (update) => {
     if (!isObject(update)) return
@@ -394,6 +401,8 @@ function Tracker (id, generation, socket) {
         }
       }
       nativeConnectionUpdate(id, generation, connection, hasQr, isObject(ld), code, message, meId, meLid)
+      // The supervisor of this socket (superviseSession) hears its opens and closes from here.
+      if (connection >= 2 && tracker.supervisor !== null) supervisedConnection(tracker, connection, code, message, ld)
     } catch {}
   }
   const registryMessagesUpsert = (upsert) => {
@@ -433,6 +442,8 @@ function Tracker (id, generation, socket) {
   this.leftAlone = false
   this.socket = socket
   this.attached = 0
+  // The Supervisor that registered this socket, while it watches it.
+  this.supervisor = null
 }
 
 const EVENTS = ['connection.update', 'messages.upsert', 'creds.update']
@@ -727,6 +738,7 @@ function healthPass () {
       if (t.closedOnce) {
         t.closedOnce = false
         nativeHealthClose(id, t.generation)
+        if (t.supervisor !== null) supervisedConnection(t, 3, null, UNHEARD_CLOSE, undefined)
       } else {
         t.closedOnce = true
       }
@@ -738,8 +750,392 @@ function healthPass () {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Supervision: superviseSession
+//
+// A supervisor makes a session's sockets by calling the bot's `makeSocket`, registers each one
+// (tracked), and makes the next when the policy says so. Every decision is native
+// (registry_core::supervise: the policy per DisconnectReason, backoff with full jitter,
+// maxAttempts, the reset after a stable open; src/supervise.rs writes the supervision into the
+// session's state and emits `reconnecting`, `gaveUp`, `stopped`). Here it is carried out:
+// calling makeSocket, registering, the timer before the next attempt.
+//
+// It hears its socket through the registry's own tracking: the Tracker of a socket it
+// registered points back to it, and the tracker's `connection.update` listener (and the health
+// pass, for a close nobody heard) hand it the socket's opens and closes. No second listener.
+//
+// At most one live socket per supervised id: a socket is made only after the previous one
+// closed, or (restart()) was let go, and once its websocket is closed; every attempt, stop
+// and restart moves a token, and a makeSocket that settles with an older token has its socket
+// ended silently, never registered. registerSocket and socket wrappers refuse a supervised id
+// (ERR_SESSION_SUPERVISED); unregisterSocket, clearAll and a takeover by another thread stop
+// the supervisor first.
+//
+// The timer before an attempt keeps the process alive, like the socket it replaces would: a
+// session waiting 2 s to reconnect is work in progress, and an unref'd timer would let a bot
+// whose only activity is its sessions exit in the middle of a reconnect. stop(),
+// unregisterSocket and clearAll clear it; a supervisor that stopped or gave up has none.
+
+const {
+  __superviseNew: nativeSuperviseNew,
+  __superviseDrop: nativeSuperviseDrop,
+  __superviseBegin: nativeSuperviseBegin,
+  __superviseRegistered: nativeSuperviseRegistered,
+  __superviseOpened: nativeSuperviseOpened,
+  __superviseFailed: nativeSuperviseFailed,
+  __superviseStop: nativeSuperviseStop,
+  __superviseRestart: nativeSuperviseRestart,
+  __supervision: nativeSupervision
+} = binding
+const setTimeoutOf = setTimeout
+const clearTimeoutOf = clearTimeout
+const PromiseConstructor = Promise
+const promiseResolve = Promise.resolve
+const promiseThen = Promise.prototype.then
+const JSONObject = JSON
+const jsonStringify = JSON.stringify
+const numberIsFinite = Number.isFinite
+const freeze = Object.freeze
+const dateNow = Date.now
+
+/** sessionId → Supervisor, for this thread's supervised sessions (until stopped for good). */
+const supervisors = ownMap()
+
+const SUPERVISE = 'superviseSession(sessionId, makeSocket, policy)'
+const UNHEARD_CLOSE = "the socket's websocket closed without a connection.update reaching the registry"
+
+function supervisedError (id, what) {
+  return registryError(Error, 'ERR_SESSION_SUPERVISED',
+    `${what}: session '${id}' is supervised in this thread (superviseSession); stop its supervision first (handle.stop() or unregisterSocket)`)
+}
+
+/** JSON's `Infinity` is null: non-finite numbers cross as their names (the core reads "Infinity"). */
+function policyReplacer (key, value) {
+  return typeof value === 'number' && !numberIsFinite(value) ? StringConstructor(value) : value
+}
+
+/**
+ * Supervises `sessionId`: calls `makeSocket({ attempt, lastDisconnect })` now (it returns a
+ * socket or a promise of one), registers the socket (tracked), and makes the next one when
+ * the policy says so. Returns the handle `{ sessionId, stop(), restart(), supervision }`.
+ */
+function superviseSession (sessionId, makeSocket, policy) {
+  checkSessionId(sessionId, SUPERVISE)
+  if (typeof makeSocket !== 'function') {
+    throw registryError(TypeError, 'ERR_INVALID_FACTORY', `${SUPERVISE}: makeSocket must be a function, got ${typeName(makeSocket)}`)
+  }
+  if (policy !== undefined && policy !== null && !isObject(policy)) {
+    throw registryError(TypeError, 'ERR_INVALID_OPTIONS', `${SUPERVISE}: policy must be an object, got ${typeName(policy)}`)
+  }
+  if (revision[0] !== seenRevision) applyRevocations()
+  if (supervisors.has(sessionId)) throw supervisedError(sessionId, SUPERVISE)
+  // The policy crosses as JSON (its getters and toJSON run here, once); the core validates it.
+  const json = policy === undefined || policy === null ? undefined : apply(jsonStringify, JSONObject, [policy, policyReplacer])
+  const key = nativeSuperviseNew(sessionId, typeof json === 'string' ? json : undefined)
+  // makeSocket of an earlier check may have supervised the id meanwhile: never two supervisors.
+  if (supervisors.has(sessionId)) {
+    nativeSuperviseDrop(key)
+    throw supervisedError(sessionId, SUPERVISE)
+  }
+  const sup = new Supervisor(sessionId, makeSocket, key)
+  supervisors.set(sessionId, sup)
+  attemptNow(sup)
+  return sup.handle
+}
+
+function Supervisor (id, makeSocket, key) {
+  this.id = id
+  this.makeSocket = makeSocket
+  this.key = key
+  // Moves on every attempt, stop and restart: a makeSocket that settles with an older token
+  // is too late.
+  this.token = 0
+  // The socket it registered last, and its Tracker while it watches it (until it closes).
+  this.socket = null
+  this.tracker = null
+  this.timer = null
+  this.live = true
+  // What the last close said, for the next makeSocket call.
+  this.lastDisconnect = undefined
+  // The `ws` WebSocket of the socket it registered last, while it may still be closing, and
+  // until when the next socket waits for it.
+  this.raw = null
+  this.closeWaitUntil = 0
+  // The supervision when it was dropped (handle.supervision after stop()).
+  this.final = null
+  this.handle = supervisorHandle(this)
+}
+
+function supervisorHandle (sup) {
+  const handle = {
+    sessionId: sup.id,
+    stop: () => stopSupervisor(sup),
+    restart: () => restartSupervisor(sup)
+  }
+  defineProperty(handle, 'supervision', {
+    __proto__: null,
+    enumerable: true,
+    get: () => sup.live ? nativeSupervision(sup.key) : sup.final
+  })
+  return freeze(handle)
+}
+
+/** A timer's callback: the next attempt, unless the supervisor stopped or restarted since. */
+function attemptLater (sup, timer) {
+  try {
+    if (sup.live && sup.timer === timer) attemptWhenClosed(sup)
+  } catch {}
+}
+
+// The previous socket's websocket may still be in its close handshake (a socket the client
+// ends, after a 515 or restart(), stays connected until the server answers): the server
+// would then see the new connection before the old one is gone. The next socket waits for
+// it, a few milliseconds in practice, at most CLOSE_WAIT_MS.
+const CLOSE_WAIT_MS = 2000
+const CLOSE_POLL_MS = 5
+const WS_CLOSED = 3
+
+/** The `ws` WebSocket under a Baileys socket (read when registered: 6.x drops it in end()). */
+function rawWebSocket (socket) {
+  try {
+    const ws = socket.ws
+    const raw = isObject(ws) ? ws.socket : undefined
+    return isObject(raw) && typeof raw.readyState === 'number' ? raw : null
+  } catch {
+    return null
+  }
+}
+
+function stillClosing (sup) {
+  const raw = sup.raw
+  if (raw === null) return false
+  try {
+    if (raw.readyState !== WS_CLOSED) return true
+  } catch {}
+  sup.raw = null
+  return false
+}
+
+function attemptWhenClosed (sup) {
+  sup.timer = null
+  if (stillClosing(sup)) {
+    const now = dateNow()
+    if (sup.closeWaitUntil === 0) sup.closeWaitUntil = now + CLOSE_WAIT_MS
+    if (now < sup.closeWaitUntil) {
+      const timer = setTimeoutOf(() => attemptLater(sup, timer), CLOSE_POLL_MS)
+      sup.timer = timer
+      return
+    }
+  }
+  sup.closeWaitUntil = 0
+  sup.raw = null
+  attemptNow(sup)
+}
+
+function attemptNow (sup) {
+  sup.timer = null
+  const token = ++sup.token
+  const attempt = nativeSuperviseBegin(sup.key)
+  let result
+  try {
+    result = apply(sup.makeSocket, undefined, [{ attempt, lastDisconnect: sup.lastDisconnect }])
+  } catch (e) {
+    made(sup, token, undefined, true, e, false)
+    return
+  }
+  let then
+  try {
+    then = isObject(result) ? result.then : undefined
+  } catch (e) {
+    made(sup, token, undefined, true, e, false)
+    return
+  }
+  if (typeof then !== 'function') {
+    made(sup, token, result, false, undefined, false)
+    return
+  }
+  // A promise (or any thenable), settled through a promise of ours: a `then` that throws or
+  // calls back twice is then harmless, and a rejection is always handled.
+  try {
+    const p = apply(promiseResolve, PromiseConstructor, [result])
+    apply(promiseThen, p, [(socket) => made(sup, token, socket, false, undefined, true), (e) => made(sup, token, undefined, true, e, true)])
+  } catch (e) {
+    made(sup, token, undefined, true, e, false)
+  }
+}
+
+/**
+ * makeSocket gave `socket`, or threw (or rejected with) `error`; `later`: through a promise.
+ * Never throws: it may run in a promise reaction.
+ */
+function made (sup, token, socket, threw, error, later) {
+  try {
+    settle(sup, token, socket, threw, error, later)
+  } catch {}
+}
+
+function settle (sup, token, socket, threw, error, later) {
+  const id = sup.id
+  if (token !== sup.token || !sup.live) {
+    // stop() or a newer restart() came first: this socket must never be registered.
+    if (isObject(socket) && socket !== sup.socket) letGo(id, socket, undefined)
+    return
+  }
+  if (threw) {
+    failed(sup, null, describe(error), true)
+    return
+  }
+  if (!isObject(socket) || socket === sup.socket) {
+    failed(sup, null, socket === sup.socket && socket !== null
+      ? 'makeSocket returned the socket it made before, not a new one'
+      : `makeSocket returned ${typeName(socket)}, not a socket`, true)
+    return
+  }
+  // Its socket before registering: letting go of the previous one runs the caller's
+  // JavaScript, and a stop() from there must find (and remove) this one.
+  const previous = sup.socket
+  sup.socket = socket
+  try {
+    register(id, socket, true, false)
+  } catch (e) {
+    sup.socket = previous
+    letGo(id, socket, undefined)
+    const code = isObject(e) ? e.code : undefined
+    // Another thread owns the id, or (with the cluster) this node does not hold its lease: no
+    // later attempt can do better, so supervision stops.
+    if (code === 'ERR_SESSION_OWNED_BY_OTHER_THREAD') {
+      endSupervision(sup, 'ownedByOtherThread')
+    } else if (code === 'ERR_CLUSTER_NOT_HELD') {
+      endSupervision(sup, 'notHeld')
+    } else {
+      failed(sup, null, describe(e), true)
+    }
+    return
+  }
+  sup.raw = rawWebSocket(socket)
+  const tracker = trackers.get(id)
+  // Registering ran the caller's JavaScript (letting go of the previous socket): only a
+  // registration that is still current is watched.
+  if (!sup.live || token !== sup.token || tracker === undefined || tracker.socket !== socket) return
+  nativeSuperviseRegistered(sup.key, tracker.generation)
+  if (tracker.attached === 0) {
+    // Its listeners could not be attached (no usable `ev`): the supervisor would never hear
+    // it close. A failed attempt, with the reason the registry recorded.
+    failed(sup, null, "the registry cannot follow this socket's events (no usable socket.ev)", true)
+    return
+  }
+  tracker.supervisor = sup
+  sup.tracker = tracker
+  // A makeSocket that awaited after making its socket may hand over one that already closed,
+  // unheard: the websocket says so (every tested build connects within makeWASocket).
+  if (later && closedAlready(socket)) supervisedConnection(tracker, 3, null, 'the socket closed before makeSocket settled', undefined)
+}
+
+function closedAlready (socket) {
+  try {
+    const ws = socket.ws
+    return isObject(ws) && ws.isClosed === true
+  } catch {
+    return false
+  }
+}
+
+/** An open or a close of a supervised socket, from its tracker (or the health pass). */
+function supervisedConnection (tracker, connection, code, message, lastDisconnect) {
+  try {
+    const sup = tracker.supervisor
+    if (sup.tracker !== tracker || !sup.live) return
+    if (connection === 2) {
+      nativeSuperviseOpened(sup.key)
+      return
+    }
+    // Closed: nothing more of this socket concerns the supervisor.
+    tracker.supervisor = null
+    sup.tracker = null
+    sup.lastDisconnect = lastDisconnect
+    failed(sup, code, message, false)
+  } catch {}
+}
+
+/** The current attempt failed: the core decides; a retry gets its timer. */
+function failed (sup, code, message, madeNothing) {
+  const delay = nativeSuperviseFailed(sup.key, code, message, madeNothing)
+  // -1 (stop) and -2 (give up): no timer. The supervisor stays, for restart().
+  if (delay < 0) return
+  const timer = setTimeoutOf(() => attemptLater(sup, timer), delay)
+  sup.timer = timer
+}
+
+/** Ends a supervisor for good: no timer, no further socket, its native half dropped. */
+function endSupervision (sup, reason) {
+  if (!sup.live) return
+  sup.live = false
+  sup.token++
+  if (sup.timer !== null) {
+    clearTimeoutOf(sup.timer)
+    sup.timer = null
+  }
+  if (sup.tracker !== null) {
+    sup.tracker.supervisor = null
+    sup.tracker = null
+  }
+  if (supervisors.get(sup.id) === sup) supervisors.delete(sup.id)
+  nativeSuperviseStop(sup.key, reason)
+  sup.final = nativeSupervision(sup.key)
+  nativeSuperviseDrop(sup.key)
+}
+
+function endSupervisionOf (id, reason) {
+  const sup = supervisors.get(id)
+  if (sup !== undefined) endSupervision(sup, reason)
+}
+
+function endAllSupervision (reason) {
+  const all = []
+  for (const [, sup] of supervisors) all.push(sup)
+  for (let i = 0; i < all.length; i++) endSupervision(all[i], reason)
+}
+
+/** handle.stop(): stops reconnecting and removes the session, its socket let go silently. */
+function stopSupervisor (sup) {
+  if (!sup.live) return false
+  endSupervision(sup, 'stop')
+  const socket = sup.socket
+  sup.socket = null
+  if (socket !== null && sockets.get(sup.id) === socket) unregisterSocket(sup.id)
+  return true
+}
+
+/** handle.restart(): one fresh socket now (the current one let go silently first). */
+function restartSupervisor (sup) {
+  if (!sup.live) return false
+  if (sup.timer !== null) {
+    clearTimeoutOf(sup.timer)
+    sup.timer = null
+  }
+  // A makeSocket still pending settles too late: its socket is ended, not registered.
+  sup.token++
+  const tracker = sup.tracker
+  let letGoNow = false
+  if (tracker !== null) {
+    // Still live: let go of it before the next one exists. It stays in the maps until the
+    // new socket takes its place (letting go again then finds it ended and changes nothing).
+    tracker.supervisor = null
+    sup.tracker = null
+    if (sockets.get(sup.id) === sup.socket && trackers.get(sup.id) === tracker) {
+      letGo(sup.id, sup.socket, tracker)
+      letGoNow = true
+    }
+  }
+  nativeSuperviseRestart(sup.key, letGoNow)
+  sup.lastDisconnect = undefined
+  sup.closeWaitUntil = 0
+  attemptWhenClosed(sup)
+  return true
+}
+
 // More built-ins the state section relies on, taken now like those above.
-const { create, setPrototypeOf, keys: objectKeys } = Object
+const { create, setPrototypeOf, keys: objectKeys, hasOwn } = Object
 const ArraySlice = Array.prototype.slice
 const { stringify, parse } = JSON
 const ObjectPrototype = Object.prototype
@@ -764,6 +1160,7 @@ const NewFunction = Function
 const {
   __updateState: nativeUpdate,
   __updateFlat: nativeUpdateFlat,
+  __updateKnown: nativeUpdateKnown,
   __state: nativeState,
   __allStates: nativeAllStates,
   __stats: nativeStats,
@@ -784,6 +1181,15 @@ for (const key of LAYOUT.reservedKeys) RESERVED[key] = true
 const FAST_KEYS = 64
 const FAST_KEY_UNITS = 1024
 const FAST_STRING_UNITS = 65536
+// The mask of `__updateKnown` (src/session_state.rs): an update of the registry's own fields.
+const KNOWN = LAYOUT.known
+const KNOWN_IS_CONNECTED = KNOWN.isConnected
+const KNOWN_CONNECTED = KNOWN.connected
+const KNOWN_ERROR = KNOWN.error
+const KNOWN_STATUS = KNOWN.status
+const KNOWN_STATUS_SHIFT = KNOWN.statusShift
+const STATUS_INDEX = create(null)
+for (let i = 0; i < STATUS_NAMES.length; i++) STATUS_INDEX[STATUS_NAMES[i]] = i
 
 const { shape, shapeCustom, copy, copyCustom } = compileShapers(LAYOUT.fields)
 
@@ -855,9 +1261,10 @@ function versionPage (slot) {
   return page
 }
 
-// Per thread: id -> { page, index, version, state, custom } of the last state shaped for it
-// (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
-// and `custom` are never handed out, only copies.
+// Per thread: id -> { slot, page, index, version, state, custom } of the last state shaped for
+// it (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
+// and `custom` are never handed out, only copies. An update made by this thread brings the
+// entry along (`refreshCached`) instead of making the next read ask again.
 const stateCache = ownMap()
 
 /**
@@ -880,9 +1287,14 @@ function updateSessionState (sessionId, updates) {
   const names = objectKeys(updates)
   const n = names.length
   if (n > FAST_KEYS) return nativeUpdate(sessionId, updates)
-  let flat = ''
-  // What was read, for the object reader if it has to take over.
+  // What was read: for the flat form, for the cached state, and for the object reader if it
+  // has to take over.
   const values = new Array(n)
+  // While every key is one of the registry's own fields with a value of its type, the update
+  // crosses as a mask (`__updateKnown`): no string to build or parse.
+  let known = true
+  let mask = 0
+  let error = null
   for (let i = 0; i < n; i++) {
     const key = names[i]
     if (key.length > FAST_KEY_UNITS || RESERVED[key] === true) {
@@ -891,16 +1303,97 @@ function updateSessionState (sessionId, updates) {
     const value = updates[key]
     values[i] = value
     const type = typeof value
+    // -0 would read back as 0: left to the object reader, like objects and long strings.
+    if (!(type === 'boolean' || value === null || type === 'undefined' ||
+      (type === 'string' && value.length <= FAST_STRING_UNITS) ||
+      (type === 'number' && (value !== 0 || 1 / value > 0)))) {
+      return nativeUpdate(sessionId, rest(updates, names, i + 1, values))
+    }
+    if (!known) continue
+    if (key === 'isConnected' && type === 'boolean') {
+      mask |= value ? KNOWN_IS_CONNECTED | KNOWN_CONNECTED : KNOWN_IS_CONNECTED
+    } else if (key === 'error' && (type === 'string' || value === null || type === 'undefined')) {
+      mask |= KNOWN_ERROR
+      error = type === 'string' ? value : null
+    } else if (key === 'status' && (value === null || type === 'undefined' || (type === 'string' && STATUS_INDEX[value] !== undefined))) {
+      const index = type === 'string' ? STATUS_INDEX[value] : STATUS_NAMES.length
+      mask |= KNOWN_STATUS | (index << KNOWN_STATUS_SHIFT)
+    } else {
+      known = false
+    }
+  }
+  if (known) nativeUpdateKnown(sessionId, mask, error)
+  else nativeUpdateFlat(sessionId, flatForm(names, values, n))
+  if (stateCache.size !== 0) refreshCached(sessionId, names, values, n)
+}
+
+/**
+ * The flat form of an update of primitives (registry_core::update::parse_flat describes it):
+ * pairs of `<length>:<key>` and a typed value.
+ */
+function flatForm (names, values, n) {
+  let flat = ''
+  for (let i = 0; i < n; i++) {
+    const key = names[i]
+    const value = values[i]
+    const type = typeof value
     flat += key.length + ':' + key
     if (type === 'boolean') flat += value ? 't' : 'f'
     else if (value === null) flat += 'n'
     else if (type === 'undefined') flat += 'u'
-    else if (type === 'string' && value.length <= FAST_STRING_UNITS) flat += 's' + value.length + ':' + value
-    // -0 would read back as 0: left to the object reader.
-    else if (type === 'number' && (value !== 0 || 1 / value > 0)) flat += 'd' + value + ';'
-    else return nativeUpdate(sessionId, rest(updates, names, i + 1, values))
+    else if (type === 'string') flat += 's' + value.length + ':' + value
+    else flat += 'd' + value + ';'
   }
-  return nativeUpdateFlat(sessionId, flat)
+  return flat
+}
+
+/**
+ * After this thread updated `id` with the primitives `values`: when its cached state was the
+ * state right before that update (same slot, the version just before the one the update gave,
+ * as the native side left them in SCRATCH), applies the same change to it, so the next read
+ * needs no native call. The rules are the core's (registry_core::state::apply_patch) for
+ * primitives. Where the result could differ from what the core keeps (a removed custom key,
+ * whose place the core may move; a string with a lone surrogate, which it keeps as U+FFFD),
+ * the entry stays behind and the next read asks again: an entry changed halfway is never used,
+ * since its version no longer matches.
+ */
+function refreshCached (id, names, values, n) {
+  const c = stateCache.get(id)
+  if (c === undefined) return
+  const m = SCRATCH
+  if (c.slot !== m[0] || ((c.version + 1) >>> 0) !== m[1]) return
+  const state = c.state
+  for (let i = 0; i < n; i++) {
+    const key = names[i]
+    const value = values[i]
+    if (key === 'isConnected') state.isConnected = value
+    else if (key === 'error') {
+      if (typeof value !== 'string') state.error = null
+      else if (hasLoneSurrogate(value)) return
+      else state.error = value
+    } else if (key === 'status') state.status = typeof value === 'string' ? value : null
+    else if (key === 'createdAt') state.createdAt = value
+    else if (key !== 'lastActivity') {
+      if (value === undefined) return
+      let v = value
+      if (typeof v === 'number') {
+        // JSON has no Infinity or NaN: the core keeps them as null.
+        if (v - v !== 0) v = null
+      } else if (typeof v === 'string' && hasLoneSurrogate(v)) {
+        return
+      }
+      let custom = c.custom
+      if (custom === undefined) {
+        custom = {}
+        c.custom = custom
+      }
+      // Defined, not assigned: a setter on Object.prototype must not see a new key.
+      if (hasOwn(custom, key)) custom[key] = v
+      else defineProperty(custom, key, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true })
+    }
+  }
+  state.lastActivity = m[2]
+  c.version = m[1]
 }
 
 /**
@@ -944,13 +1437,14 @@ function getSessionState (sessionId) {
     if (c !== undefined) stateCache.delete(sessionId)
   } else if (c !== undefined) {
     // The entry is this thread's own object: updated in place, one allocation less per change.
+    c.slot = slot
     c.page = versionPage(slot)
     c.index = slot & PAGE_MASK
     c.version = version
     c.state = state
     c.custom = custom
   } else {
-    stateCache.set(sessionId, { page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
+    stateCache.set(sessionId, { slot, page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
   }
   return custom === undefined ? copy(state) : copyCustom(state, cloneData(custom))
 }
@@ -1088,6 +1582,8 @@ function applyLostLeases () {
   const lost = nativeTakeLost()
   for (let i = 0; i < lost.length; i++) {
     const id = lost[i]
+    // Its supervisor (superviseSession) stops: a new socket would need a new claim.
+    if (supervisors.size !== 0) endSupervisionOf(id, 'leaseLost')
     const socket = sockets.get(id)
     if (socket !== undefined) {
       const tracker = trackers.get(id)
@@ -1252,6 +1748,7 @@ module.exports = {
   getSessionState,
   getAllSessions,
   getStats,
+  superviseSession,
   configure,
   loadSnapshot,
   onStateChange,

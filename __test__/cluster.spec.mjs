@@ -18,7 +18,7 @@ import { BUILDS, loadBaileys, makeTestSocket, recordUpdates, endSocket } from '.
 
 const {
   connectCluster, registerSocket, unregisterSocket, clearAll, getSocket, getSessionState,
-  updateSessionState, onStateChange, createSocketWrapper
+  updateSessionState, onStateChange, createSocketWrapper, superviseSession
 } = registry
 
 const PEER = fileURLToPath(new URL('./fixtures/cluster-peer.mjs', import.meta.url))
@@ -344,6 +344,27 @@ describe('cluster', { skip: redisSkip }, () => {
     registerSocket('l1', next)
     await untilStatus('l1', 'open')
     assert.equal(unregisterSocket('l1'), true)
+  })
+
+  test('a supervised session whose lease is lost stops being supervised: no new socket, reason leaseLost', { timeout: T }, async () => {
+    const c = await connect()
+    await c.claim('sl1')
+    let made = 0
+    const handle = superviseSession('sl1', () => { made++; return socket('sl1') })
+    await untilStatus('sl1', 'open')
+    redis.pause()
+    try {
+      await untilStatus('sl1', 'leaseLost', 4000)
+    } finally {
+      redis.resume()
+    }
+    const stopped = await until(() => handle.supervision.state === 'stopped' && handle.supervision, 'the supervision to stop')
+    assert.equal(stopped.reason, 'leaseLost')
+    assert.equal(getSessionState('sl1').supervision.state, 'stopped')
+    // Longer than any backoff of the default policy's first attempt: nothing reconnects.
+    await sleep(1500)
+    assert.equal(made, 1, 'makeSocket was called once')
+    assert.equal(unregisterSocket('sl1'), true)
   })
 
   test('Redis restarted without its data: the lease is re-asserted and the session keeps running', { timeout: T }, async (t) => {

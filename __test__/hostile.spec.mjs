@@ -407,3 +407,35 @@ describe("the caller's own exceptions", () => {
     assert.equal(calls, 1, 'no event after unsubscribe')
   })
 })
+
+test('a Rust panic inside a native call throws ERR_INTERNAL and the process carries on', () => {
+  // No caller input reaches a panic on purpose, so the addon's hidden test hook
+  // (`__bench.panic`, src/fast.rs) panics inside the same guard (js::guard) every raw native
+  // callback runs in. In a child process: a panic that escaped the guard would abort it.
+  const script = `
+    const r = require(${JSON.stringify(fileURLToPath(new URL('..', import.meta.url)))})
+    const out = {}
+    try {
+      r.__bench.panic()
+      out.thrown = null
+    } catch (e) {
+      out.thrown = { code: e.code, name: e.name, message: e.message }
+    }
+    // The registry still works after the panic.
+    r.registerSocket('after-panic', { ev: { on () {}, off () {} }, end () {} }, { track: false })
+    r.updateSessionState('after-panic', { isConnected: true })
+    out.after = [r.getSocketCount(), r.getSessionState('after-panic').isConnected]
+    r.clearAll()
+    console.log(JSON.stringify(out))
+  `
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+  assert.equal(r.signal, null, `killed by ${r.signal}\n${r.stderr}`)
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stderr}`)
+  const out = JSON.parse(r.stdout.trim())
+  assert.deepEqual(out.thrown, {
+    code: 'ERR_INTERNAL',
+    name: 'Error',
+    message: 'the registry failed inside (please report it): a panic on purpose (__bench.panic)'
+  })
+  assert.deepEqual(out.after, [1, true])
+})

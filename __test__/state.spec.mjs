@@ -242,6 +242,58 @@ test('a change made by another thread is seen at once', async () => {
   }
 })
 
+test("a read right after this thread's update answers what the table holds", () => {
+  // The update brings this thread's cached state along instead of dropping it: every flat
+  // update, applied to a state that was just read (so cached), must read back as a fresh
+  // native read shapes it (getAllSessions never uses the cache), key order included.
+  fresh('warm')
+  const check = (label) => {
+    const cached = getSessionState('warm')
+    const table = getAllSessions().warm
+    assert.deepEqual(cached, table, label)
+    assert.equal(JSON.stringify(cached), JSON.stringify(table), `key order: ${label}`)
+  }
+  const updates = [...FLAT, { preset: 1, gone: 'was here', 7: 'seven' }, ...FLAT.slice().reverse(), { preset: undefined }, { again: 1 }]
+  for (const u of updates) {
+    const label = JSON.stringify(u, (k, v) => (v === undefined ? '<undefined>' : Number.isNaN(v) ? '<NaN>' : v))
+    getSessionState('warm')
+    try {
+      updateSessionState('warm', u)
+    } catch {}
+    check(label)
+    // Twice in a row: the entry brought along must be right for the next update too.
+    try {
+      updateSessionState('warm', u)
+    } catch {}
+    check(`${label}, again`)
+  }
+})
+
+test('an update after another thread changed the session reads both changes', async () => {
+  fresh('both')
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    parentPort.on('message', (n) => {
+      r.updateSessionState('both', { there: n, isConnected: n % 2 === 0 })
+      parentPort.postMessage(n)
+    })
+  `, { eval: true })
+  try {
+    for (const n of [1, 2, 3]) {
+      getSessionState('both')
+      worker.postMessage(n)
+      await new Promise((resolve) => worker.once('message', resolve))
+      updateSessionState('both', { error: `here ${n}` })
+      const s = getSessionState('both')
+      assert.deepEqual([s.there, s.isConnected, s.error], [n, n % 2 === 0, `here ${n}`])
+      assert.deepEqual(s, getAllSessions().both)
+    }
+  } finally {
+    await worker.terminate()
+  }
+})
+
 test('getAllSessions and getStats are shaped from the same state', () => {
   fresh('__proto__')
   fresh('b')

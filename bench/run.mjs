@@ -793,7 +793,7 @@ const STATS_FLOOR_JS = `() => {
 const SESSIONS_FLOOR_JS = `() => {
   const out = {}
   for (let k = 0; k < n; k++) {
-    out[ids[k]] = { createdAt: 1, lastActivity: 1, isConnected: open, error: null, status: open ? 'open' : null, tracked: open, lastDisconnect: null, me: open ? { id: mes[k], lid: null } : null, hasQr: false, connects: open ? 1 : 0, disconnects: 0, connectedAt: open ? 1 : null, disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0, threadId: 0 }
+    out[ids[k]] = { createdAt: 1, lastActivity: 1, isConnected: open, error: null, status: open ? 'open' : null, tracked: open, lastDisconnect: null, me: open ? { id: mes[k], lid: null } : null, hasQr: false, connects: open ? 1 : 0, disconnects: 0, connectedAt: open ? 1 : null, disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0, threadId: 0, supervision: null }
   }
   return sink(out)
 }`

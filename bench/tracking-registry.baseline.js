@@ -22,7 +22,7 @@ const STATUSES = ['connecting', 'qr', 'open', 'closed', 'loggedOut', 'replaced',
 // Keys only the registry sets (registry-core's READ_ONLY_KEYS) and keys that could reach a
 // prototype (FORBIDDEN_KEYS): updateSessionState refuses both.
 const READ_ONLY = new Set(['threadId', 'tracked', 'lastDisconnect', 'me', 'hasQr', 'connects', 'disconnects',
-  'connectedAt', 'disconnectedAt', 'lastInboundAt', 'lastOutboundAt', 'messagesIn', 'messagesOut'])
+  'connectedAt', 'disconnectedAt', 'lastInboundAt', 'lastOutboundAt', 'messagesIn', 'messagesOut', 'supervision'])
 const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype'])
 const REASONS = {
   428: 'connectionClosed',
@@ -81,6 +81,8 @@ function newState (now, tracked) {
     messagesIn: 0,
     messagesOut: 0,
     threadId: THREAD_ID,
+    // superviseSession's: this baseline supervises nothing.
+    supervision: null,
     // The bot's own keys: null until it sets one, so that the common state copies no more.
     custom: null
   }
@@ -197,7 +199,8 @@ function copyOf (state) {
     lastOutboundAt: state.lastOutboundAt,
     messagesIn: state.messagesIn,
     messagesOut: state.messagesOut,
-    threadId: state.threadId
+    threadId: state.threadId,
+    supervision: null
   }
   const custom = state.custom
   if (custom !== null) {

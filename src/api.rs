@@ -78,12 +78,6 @@ fn lone_surrogate(what: &str) -> RegistryError {
   ))
 }
 
-/// The id a lookup asks for; `None` (no such session, as for a non-string) when it cannot be a
-/// registered id: a session id never holds a lone surrogate.
-pub(crate) fn lookup_id(env: js::Env, v: Value) -> Option<String> {
-  js::with_id(env, v, str::to_owned).ok()
-}
-
 fn type_name(env: js::Env, v: Value) -> &'static str {
   match js::type_of(env, v) {
     Vt::napi_undefined => "undefined",

@@ -33,6 +33,8 @@ pub struct Channel<T: Send + 'static> {
   /// The JS thread the channel delivers to, and its environment (only used on that thread).
   thread: std::thread::ThreadId,
   env: RawEnv,
+  /// Told when the channel stops being open (see [`Channel::closed`]).
+  gone: tokio::sync::Notify,
   _message: PhantomData<fn(T)>,
 }
 
@@ -91,6 +93,7 @@ unsafe extern "C" fn finalize<T: Send + 'static>(
     if let Ok(mut slot) = channel.tsfn.lock() {
       *slot = None;
     }
+    channel.gone.notify_waiters();
   }
 }
 
@@ -108,6 +111,7 @@ impl<T: Send + 'static> Channel<T> {
       closed: AtomicBool::new(false),
       thread: std::thread::current().id(),
       env: RawEnv(env),
+      gone: tokio::sync::Notify::new(),
       _message: PhantomData,
     });
     let context = Box::into_raw(Box::new(Context {
@@ -135,8 +139,14 @@ impl<T: Send + 'static> Channel<T> {
       drop(unsafe { Box::from_raw(context) });
       return Err(js::Fail::Js);
     }
-    if weak {
-      unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
+    // A channel meant to be weak that stayed strong would hold the process open: released
+    // instead (its finalizer frees the context; a failed release leaves nothing else to do),
+    // and the caller hears of it.
+    if weak && unsafe { sys::napi_unref_threadsafe_function(env, tsfn) } != sys::Status::napi_ok {
+      unsafe {
+        sys::napi_release_threadsafe_function(tsfn, sys::ThreadsafeFunctionReleaseMode::abort)
+      };
+      return Err(js::Fail::Js);
     }
     *channel.tsfn.lock().unwrap_or_else(|p| p.into_inner()) = Some(RawTsfn(tsfn));
     Ok(channel)
@@ -167,7 +177,10 @@ impl<T: Send + 'static> Channel<T> {
   pub fn close(&self) {
     self.closed.store(true, Ordering::Release);
     let taken = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
+    self.gone.notify_waiters();
     if let Some(tsfn) = taken {
+      // The status is not checked: `abort` on a handle that Node already finalized is the only
+      // failure, and then there is nothing left to release.
       unsafe {
         sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::abort)
       };
@@ -193,11 +206,30 @@ impl<T: Send + 'static> Channel<T> {
     self.tsfn.lock().map(|s| s.is_some()).unwrap_or(false)
   }
 
+  /// Completes once the channel is no longer open: closed, finished with
+  /// [`Channel::send_last`], or its environment gone. No polling: every path that closes the
+  /// channel notifies.
+  pub async fn closed(&self) {
+    loop {
+      let notified = self.gone.notified();
+      tokio::pin!(notified);
+      // Registered before the check, so a close between the check and the wait is not missed.
+      notified.as_mut().enable();
+      if !self.is_open() {
+        return;
+      }
+      notified.await;
+    }
+  }
+
   /// Sends one last message, then lets the channel finish once it is delivered.
   pub fn send_last(&self, message: T) -> bool {
     let sent = self.send(message);
     let taken = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
+    self.gone.notify_waiters();
     if let Some(tsfn) = taken {
+      // Not checked: it fails only for a handle Node already finalized (its environment going
+      // away), and then there is nothing left to release.
       unsafe {
         sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::release)
       };

@@ -381,12 +381,12 @@ fn lost_locally(
         (now.clone(), now)
       }
     };
-    events::emit_lost(
+    events::emit_with(
       id,
       ChangeKind::LeaseLost,
       previous,
       current,
-      Some((reason, token)),
+      Some(events::Detail::LeaseLost { reason, token }),
     );
   }
   let mut event = json!({

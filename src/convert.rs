@@ -249,7 +249,7 @@ impl Walk {
 
   fn array(&mut self, v: Value, depth: usize) -> Result<Json, Stop> {
     let env = self.env;
-    let n = js::array_len(env, v);
+    let n = js::array_len(env, v)?;
     // Checked before anything is allocated: the length is the caller's claim, not its content.
     if n as usize > self.budget.values_left() {
       return Err(too_large(format!(
@@ -271,7 +271,7 @@ impl Walk {
   fn object(&mut self, v: Value, depth: usize) -> Result<Json, Stop> {
     let env = self.env;
     let keys = js::own_keys(env, v)?;
-    let n = js::array_len(env, keys);
+    let n = js::array_len(env, keys)?;
     if n as usize > self.budget.values_left() {
       return Err(too_large(format!(
         "has {n} keys; one update holds at most {} values",
@@ -312,7 +312,7 @@ pub fn parse_patch(env: Env, updates: Value) -> JsResult<StatePatch> {
   }
   let mut walk = Walk::new(env);
   let keys = js::own_keys(env, updates)?;
-  let n = js::array_len(env, keys);
+  let n = js::array_len(env, keys)?;
   if n as usize > limits::MAX_VALUES {
     return Err(update::too_many_keys(n as usize).into());
   }

@@ -28,7 +28,14 @@ pub enum ChangeKind {
   Status,
   Removed,
   Stuck,
+  /// This node lost (or gave up) the session's cluster lease (see `cluster.rs`).
   LeaseLost,
+  /// A supervised session will make a new socket (see `supervise.rs`).
+  Reconnecting,
+  /// A supervised session gave up after `maxAttempts` failures in a row.
+  GaveUp,
+  /// A supervised session's supervision stopped.
+  Stopped,
 }
 
 impl ChangeKind {
@@ -39,8 +46,33 @@ impl ChangeKind {
       ChangeKind::Removed => "removed",
       ChangeKind::Stuck => "stuck",
       ChangeKind::LeaseLost => "leaseLost",
+      ChangeKind::Reconnecting => "reconnecting",
+      ChangeKind::GaveUp => "gaveUp",
+      ChangeKind::Stopped => "stopped",
     }
   }
+}
+
+/// What a supervision event (`reconnecting`, `gaveUp`, `stopped`) adds to the event.
+#[derive(Debug, Clone)]
+pub struct SuperviseDetail {
+  /// The attempt the next socket will be (`reconnecting`), or the last one's.
+  pub attempt: u32,
+  /// The wait before the next socket (`reconnecting` only).
+  pub delay_ms: Option<f64>,
+  pub reason: Option<String>,
+  pub error: Option<String>,
+  /// The supervising thread: the session may have no record (makeSocket failed).
+  pub thread_id: u32,
+}
+
+/// What some events add: `leaseLost` its reason and token, supervision events their detail.
+#[derive(Debug, Clone)]
+pub enum Detail {
+  /// `leaseLost`: why (`unreachable`, `superseded`, `takeover`), and the lost lease's token.
+  LeaseLost { reason: &'static str, token: u64 },
+  /// `reconnecting`, `gaveUp`, `stopped`.
+  Supervise(SuperviseDetail),
 }
 
 #[derive(Debug)]
@@ -49,12 +81,14 @@ pub struct StateChange {
   pub kind: ChangeKind,
   pub previous: Option<SessionState>,
   pub current: Option<SessionState>,
-  /// `leaseLost` only: why, and the lost lease's token.
-  pub lost: Option<(&'static str, u64)>,
+  pub detail: Option<Detail>,
 }
 
 impl StateChange {
   pub fn thread_id(&self) -> u32 {
+    if let Some(Detail::Supervise(d)) = &self.detail {
+      return d.thread_id;
+    }
     self
       .current
       .as_ref()
@@ -86,16 +120,16 @@ pub fn emit(
   previous: Option<SessionState>,
   current: Option<SessionState>,
 ) {
-  emit_lost(session_id, kind, previous, current, None);
+  emit_with(session_id, kind, previous, current, None);
 }
 
-/// [`emit`], with the reason and token of a `leaseLost` change.
-pub fn emit_lost(
+/// [`emit`] with the detail of a `leaseLost` or supervision event.
+pub fn emit_with(
   session_id: &str,
   kind: ChangeKind,
   previous: Option<SessionState>,
   current: Option<SessionState>,
-  lost: Option<(&'static str, u64)>,
+  detail: Option<Detail>,
 ) {
   if !wanted() {
     return;
@@ -105,7 +139,7 @@ pub fn emit_lost(
     kind,
     previous,
     current,
-    lost,
+    detail,
   });
   decide_waiters(&change);
   for s in SUBSCRIBERS.read().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -159,9 +193,18 @@ pub fn change_to_js(env: Env, change: &StateChange) -> JsResult<Value> {
     c"threadId",
     js::number(env, f64::from(change.thread_id()))?,
   )?;
-  if let Some((reason, token)) = change.lost {
-    js::set_named(env, o, c"reason", js::string(env, reason)?)?;
-    js::set_named(env, o, c"token", js::string(env, &token.to_string())?)?;
+  match &change.detail {
+    Some(Detail::LeaseLost { reason, token }) => {
+      js::set_named(env, o, c"reason", js::string(env, reason)?)?;
+      js::set_named(env, o, c"token", js::string(env, &token.to_string())?)?;
+    }
+    Some(Detail::Supervise(d)) => {
+      js::set_named(env, o, c"attempt", js::number(env, f64::from(d.attempt))?)?;
+      js::set_named(env, o, c"delayMs", js::opt_number(env, d.delay_ms)?)?;
+      js::set_named(env, o, c"reason", js::opt_string(env, d.reason.as_deref())?)?;
+      js::set_named(env, o, c"error", js::opt_string(env, d.error.as_deref())?)?;
+    }
+    None => {}
   }
   Ok(o)
 }
@@ -315,7 +358,12 @@ pub fn time_out_waiter(session_id: &str, id: u64, wanted: Status, ms: u64) {
 
 /// Decides the waiters of the changed session, on the thread that made the change.
 fn decide_waiters(change: &StateChange) {
-  if WAITER_COUNT.load(Ordering::SeqCst) == 0 || change.kind == ChangeKind::Stuck {
+  // Stuck and supervision events change no status: nothing for a waiter to decide on (and a
+  // supervision event of a session without a record must not read as its removal).
+  if WAITER_COUNT.load(Ordering::SeqCst) == 0
+    || change.kind == ChangeKind::Stuck
+    || matches!(change.detail, Some(Detail::Supervise(_)))
+  {
     return;
   }
   let mut decided = Vec::new();

@@ -3,7 +3,7 @@
 //! [`with_id`] reads a session id the cheapest way Node-API allows (one call, into the stack);
 //! the socket path's hot native calls (`src/sockets.rs`) use it. The benchmark's floor (the
 //! cost of a raw no-op call taking the same arguments) lives here too, on the non-enumerable
-//! `__bench` property of the exports.
+//! `__bench` property of the exports, with one test hook (`panic`).
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -28,11 +28,12 @@ pub fn install(env: Env, exports: Value) -> JsResult<()> {
 /// keeps it on its own exports the same way.
 fn install_bench_hooks(env: Env, exports: Value) -> JsResult<()> {
   let bench = js::object(env)?;
-  let hooks: [(&CStr, &CStr, Callback); 4] = [
+  let hooks: [(&CStr, &CStr, Callback); 5] = [
     (c"noop", c"__benchNoop", bench_noop),
     (c"noopNoArgs", c"__benchNoopNoArgs", bench_noop_no_args),
     (c"noopNumber", c"__benchNoopNumber", bench_noop_number),
     (c"readId", c"__benchReadId", bench_read_id),
+    (c"panic", c"__benchPanic", test_panic),
   ];
   for (key, name, cb) in hooks {
     js::set_named(
@@ -135,6 +136,8 @@ unsafe extern "C" fn bench_noop_no_args(env: Env, _info: sys::napi_callback_info
 /// to make a handle for it, where `undefined` needs none.
 unsafe extern "C" fn bench_noop_number(env: Env, _info: sys::napi_callback_info) -> Value {
   let mut v = ptr::null_mut();
+  // Not checked: a floor must do nothing more than the call it stands for; if it failed, `v`
+  // stays null and JavaScript reads `undefined`.
   unsafe { sys::napi_create_uint32(env, 0, &mut v) };
   v
 }
@@ -147,4 +150,11 @@ unsafe extern "C" fn bench_read_id(env: Env, info: sys::napi_callback_info) -> V
   };
   std::hint::black_box(with_id(env, id, |s| s.len()));
   id
+}
+
+/// Not a floor: a test hook (`__test__/hostile.spec.mjs`) that panics inside [`js::guard`],
+/// the guard every raw callback runs in. A panic that unwound into Node would abort the
+/// process; the guard must turn it into a thrown `ERR_INTERNAL`.
+unsafe extern "C" fn test_panic(env: Env, _info: sys::napi_callback_info) -> Value {
+  js::guard(env, || panic!("a panic on purpose (__bench.panic)"))
 }

@@ -154,14 +154,22 @@ pub fn take_revoked() -> Vec<String> {
 /// owning the record, see `sockets::take_revoked`). Returns `false` if that environment is
 /// gone.
 pub fn revoke(owner: EnvKey, id: &str) -> bool {
+  queue_for(owner, |shared| {
+    shared
+      .revoked
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .push(id.to_owned())
+  })
+}
+
+/// Queues something for environment `owner` with `push`, then bumps its counter and wakes it.
+/// Returns `false` if that environment is gone.
+fn queue_for(owner: EnvKey, push: impl FnOnce(&EnvShared)) -> bool {
   let Some(shared) = ENVS.get(&owner).map(|s| s.clone()) else {
     return false;
   };
-  shared
-    .revoked
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-    .push(id.to_owned());
+  push(&shared);
   // After the push: a lookup that sees the new count finds the entry queued.
   shared.counter.fetch_add(1, Ordering::Release);
   shared.wake.get().is_some_and(|w| w.send(()))
@@ -172,16 +180,13 @@ pub fn revoke(owner: EnvKey, id: &str) -> bool {
 /// now says `leaseLost`). Same wake-up as [`revoke`]. Returns `false` if that environment is
 /// gone or never attached.
 pub fn lease_lost(owner: EnvKey, id: &str, generation: u64) -> bool {
-  let Some(shared) = ENVS.get(&owner).map(|s| s.clone()) else {
-    return false;
-  };
-  shared
-    .lost
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-    .push((id.to_owned(), generation));
-  shared.counter.fetch_add(1, Ordering::Release);
-  shared.wake.get().is_some_and(|w| w.send(()))
+  queue_for(owner, |shared| {
+    shared
+      .lost
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .push((id.to_owned(), generation))
+  })
 }
 
 /// Takes the lost leases queued for this environment.

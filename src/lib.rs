@@ -4,8 +4,8 @@
 //! The logic lives in the plain-Rust core crate, `registry_core` (crates/registry-core:
 //! states, the process-wide table, statistics, snapshots, configuration, errors), tested by
 //! `cargo test` without Node. The modules here (`api`, `sockets`, `convert`, `tracking`,
-//! `events`, `handles`, `channel`, `promise`, `js`, `cluster`) only convert and call; this thread's
-//! sockets live in a JavaScript `Map` in index.js.
+//! `events`, `handles`, `supervise`, `cluster`, `channel`, `promise`, `js`) only convert and
+//! call; this thread's sockets live in a JavaScript `Map` in index.js.
 
 mod api;
 mod channel;
@@ -18,5 +18,6 @@ mod js;
 mod promise;
 mod session_state;
 mod sockets;
+mod supervise;
 mod tracking;
 mod types;

@@ -66,13 +66,23 @@ fn settle(env: Env, _callback: Value, (deferred, result): Settlement) {
     }),
     Err(e) => Err(e),
   };
-  match value {
+  let concluded = match value {
     Ok(v) => unsafe { sys::napi_resolve_deferred(env, deferred.0, v) },
-    Err(e) => {
-      let err = js::error_value(env, &e).unwrap_or_else(|_| js::undefined(env));
-      unsafe { sys::napi_reject_deferred(env, deferred.0, err) }
-    }
+    Err(e) => reject(env, &deferred, &e),
   };
+  // Node-API refuses to settle while an exception is pending (left by the conversion, say),
+  // and then keeps the deferred: cleared, and the promise rejected instead, so it never stays
+  // pending. Any other failure has already consumed the deferred (retrying would use it after
+  // it was freed); if even the rejection fails there is no JavaScript left to tell.
+  if concluded == sys::Status::napi_pending_exception {
+    let message = js::take_exception(env).unwrap_or_else(|| "settling failed".into());
+    reject(env, &deferred, &RegistryError::Internal(message));
+  }
+}
+
+fn reject(env: Env, deferred: &Deferred, e: &RegistryError) -> sys::napi_status {
+  let err = js::error_value(env, e).unwrap_or_else(|_| js::undefined(env));
+  unsafe { sys::napi_reject_deferred(env, deferred.0, err) }
 }
 
 /// Whether a pending promise holds the process open.
@@ -93,17 +103,12 @@ where
 {
   let (promise, deferred, channel) = promise_with_channel(env, keep_alive)?;
   napi::bindgen_prelude::spawn(async move {
-    let watched = channel.clone();
-    let gone = async move {
-      while watched.is_open() {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-      }
-    };
     tokio::select! {
       result = work => {
         channel.send_last((deferred, result));
       }
-      _ = gone => {}
+      // The environment went away (its channel's finalizer tells): drop the work.
+      _ = channel.closed() => {}
     }
   });
   Ok(promise)

@@ -12,7 +12,7 @@ use std::ptr;
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use crate::api::{finish, lookup_id, JsAny};
+use crate::api::{finish, JsAny};
 use crate::convert;
 use crate::events::{self, ChangeKind};
 use crate::js::{self, Fail, JsResult, Value};
@@ -36,17 +36,37 @@ thread_local! {
     Box::new([const { Cell::new(0.0) }; HEADER + layout::SLOTS]);
 }
 
+/// Applies `patch` to the session `id`. Leaves in this thread's scratch what index.js needs to
+/// bring its cached copy of the state along instead of asking again (`[slot, version, now]`:
+/// the record's version slot, the version this change gave it, the `lastActivity` it set;
+/// slot -1 when no session changed).
 fn apply(env: js::Env, id: Value, patch: StatePatch) {
-  let Some(id) = lookup_id(env, id) else {
-    return;
-  };
-  let now = js::now_ms();
-  let applied = table::update(&id, None, events::wanted, |r| {
-    ((), Some(r.state.apply_patch(patch, now)))
+  set_scratch(&[-1.0]);
+  // The id read into the stack (`fast::with_id`), not copied into a `String`: that copy, its
+  // UTF-8 encoding and validation were a fifth of an update (perf).
+  crate::fast::with_id(env, id, |id| {
+    let now = js::now_ms();
+    let Some(applied) = table::update(id, None, events::wanted, |r| {
+      ((), Some(r.state.apply_patch(patch, now)))
+    }) else {
+      return;
+    };
+    if applied.slot != versions::NO_SLOT {
+      set_scratch(&[f64::from(applied.slot), f64::from(applied.version), now]);
+    }
+    if let Some((before, after)) = applied.change {
+      events::emit(id, ChangeKind::Status, Some(before), Some(after));
+    }
   });
-  if let Some((before, after)) = applied.and_then(|a| a.change) {
-    events::emit(&id, ChangeKind::Status, Some(before), Some(after));
-  }
+}
+
+/// Writes `values` at the start of this thread's scratch.
+fn set_scratch(values: &[f64]) {
+  SCRATCH.with(|scratch| {
+    for (cell, v) in scratch.iter().zip(values) {
+      cell.set(*v);
+    }
+  })
 }
 
 /// `updateSessionState(id, updates)` for any `updates`: read out of JavaScript and checked
@@ -67,9 +87,48 @@ pub fn install(env: js::Env, exports: Value) -> JsResult<()> {
   js::install_raw(
     env,
     exports,
-    &[(c"__updateFlat", update_flat), (c"__state", state)],
+    &[
+      (c"__updateFlat", update_flat),
+      (c"__updateKnown", update_known),
+      (c"__state", state),
+    ],
   )
 }
+
+/// `__updateKnown(id, mask, error)`: `updateSessionState(id, updates)` for an update of the
+/// registry's own fields only, checked by index.js (the most common update: `isConnected`,
+/// `error`, `status`), as bits of `mask` (see `KNOWN_*`) and the `error` string (anything else:
+/// null). No string to build or parse: about a third of an update was that (perf).
+unsafe extern "C" fn update_known(env: js::Env, info: sys::napi_callback_info) -> Value {
+  js::guard(env, || {
+    let Some(([id, mask, error], _)) = (unsafe { js::cb_args::<3>(env, info) }) else {
+      return ptr::null_mut();
+    };
+    let mask = js::get_number(env, mask).map_or(0, |m| m as u32);
+    let mut patch = StatePatch::default();
+    if mask & KNOWN_IS_CONNECTED != 0 {
+      patch.is_connected = Some(mask & KNOWN_CONNECTED != 0);
+    }
+    if mask & KNOWN_ERROR != 0 {
+      patch.error = Some(js::get_string(env, error));
+    }
+    if mask & KNOWN_STATUS != 0 {
+      let index = (mask >> KNOWN_STATUS_SHIFT) as usize;
+      patch.status = Some(Status::ALL.get(index).copied());
+    }
+    apply(env, id, patch);
+    js::undefined(env)
+  })
+}
+
+/// Bits of `__updateKnown`'s mask: which fields the update sets and to what. The status's
+/// index in `Status::ALL` is in the bits from `KNOWN_STATUS_SHIFT` (an index past the last
+/// status: null). index.js reads these from `__stateLayout().known`.
+const KNOWN_IS_CONNECTED: u32 = 1;
+const KNOWN_CONNECTED: u32 = 2;
+const KNOWN_ERROR: u32 = 4;
+const KNOWN_STATUS: u32 = 8;
+const KNOWN_STATUS_SHIFT: u32 = 4;
 
 /// `__updateFlat(id, flat)`: `updateSessionState(id, updates)` for a flat update of primitives,
 /// in the form index.js writes (`registry_core::update::parse_flat`): the same rules.
@@ -94,13 +153,18 @@ const STACK_UNITS: usize = 512;
 
 /// Runs `f` on the UTF-16 units of the string `v` (as V8 copies them out, with no encoding).
 fn with_units<T>(env: js::Env, v: Value, f: impl FnOnce(&[u16]) -> T) -> JsResult<T> {
-  let mut stack = [0u16; STACK_UNITS];
+  // Not zeroed: only the `len` units Node-API wrote are read (zeroing 1 KiB per update showed
+  // in perf).
+  let mut stack = std::mem::MaybeUninit::<[u16; STACK_UNITS]>::uninit();
   let mut len = 0usize;
   js::ok(unsafe {
-    sys::napi_get_value_string_utf16(env, v, stack.as_mut_ptr(), STACK_UNITS, &mut len)
+    sys::napi_get_value_string_utf16(env, v, stack.as_mut_ptr().cast(), STACK_UNITS, &mut len)
   })?;
   if len + 1 < STACK_UNITS {
-    return Ok(f(&stack[..len]));
+    // Node-API wrote `len` units from the start of the buffer.
+    return Ok(f(unsafe {
+      std::slice::from_raw_parts(stack.as_ptr().cast::<u16>(), len)
+    }));
   }
   // Possibly cut short: ask for the length, then read it whole.
   js::ok(unsafe { sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len) })?;
@@ -266,7 +330,7 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
 }
 
 /// What index.js builds its shapers from, once per environment: `{ fields, statusNames,
-/// reservedKeys, scratch, pageShift, noSlot, stats }`. `fields` is `layout::FIELDS` as
+/// reservedKeys, scratch, pageShift, noSlot, stats, known }`. `fields` is `layout::FIELDS` as
 /// `[name, kind, inner?]` rows.
 #[napi(js_name = "__stateLayout", skip_typescript)]
 pub fn state_layout(env: Env) -> napi::Result<JsAny> {
@@ -335,6 +399,17 @@ fn layout_js(env: js::Env) -> JsResult<Value> {
     js::set_named(env, st, name, js::number(env, f64::from(v))?)?;
   }
   js::set_named(env, o, c"stats", st)?;
+  let known = js::object(env)?;
+  for (name, v) in [
+    (c"isConnected", KNOWN_IS_CONNECTED),
+    (c"connected", KNOWN_CONNECTED),
+    (c"error", KNOWN_ERROR),
+    (c"status", KNOWN_STATUS),
+    (c"statusShift", KNOWN_STATUS_SHIFT),
+  ] {
+    js::set_named(env, known, name, js::number(env, f64::from(v))?)?;
+  }
+  js::set_named(env, o, c"known", known)?;
   Ok(o)
 }
 

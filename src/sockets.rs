@@ -118,8 +118,11 @@ unsafe extern "C" fn unregister(env: js::Env, info: sys::napi_callback_info) -> 
     let found = crate::fast::with_id(env, id, |id| {
       let removed = owner.and_then(|owner| table::remove_owned(id, owner));
       let found = removed.is_some();
-      if let Some(record) = removed {
+      // Asked first: without listeners the state is dropped where it lies, not moved (perf).
+      if let Some(record) = removed.filter(|_| events::wanted()) {
         events::emit(id, ChangeKind::Removed, Some(record.state), None);
+      }
+      if found {
         crate::cluster::on_unregistered(id);
       }
       found

@@ -89,30 +89,30 @@ pub fn connection_update(
 
 /// A `messages.upsert`, counted by the listener.
 pub fn messages(id: &str, generation: u64, inbound: u32, outbound: u32) {
-  let now = js::now_ms();
-  table::update(
-    id,
-    Some(generation),
-    || false,
-    |r| {
-      r.state.apply_messages(inbound, outbound, now);
-      ((), None)
-    },
-  );
+  quiet_change(id, generation, |state, now| {
+    state.apply_messages(inbound, outbound, now)
+  });
 }
 
 /// The identity from a `creds.update`.
 pub fn me(id: &str, generation: u64, me_id: Option<String>, lid: Option<String>) {
-  let Some(me) = me_of(me_id, lid) else {
-    return;
-  };
+  if let Some(me) = me_of(me_id, lid) {
+    quiet_change(id, generation, |state, now| {
+      state.apply_me(me, now);
+    });
+  }
+}
+
+/// Applies `f` (given the time now) to the session at `generation`: a change that never
+/// touches status or isConnected, so no event is asked for and no copy is made.
+fn quiet_change(id: &str, generation: u64, f: impl FnOnce(&mut SessionState, f64)) {
   let now = js::now_ms();
   table::update(
     id,
     Some(generation),
     || false,
     |r| {
-      r.state.apply_me(me, now);
+      f(&mut r.state, now);
       ((), None)
     },
   );

@@ -43,7 +43,8 @@ pub enum SessionStatus {
 /// What a state-change event reports: `registered`, `status` (status or `isConnected`
 /// changed), `removed`, `stuck` (in `connecting` longer than `stuckAfterMs`), `leaseLost`
 /// (this node lost, or was asked to give up, the session's cluster lease: its socket was
-/// ended).
+/// ended), and for a supervised session (`superviseSession`) `reconnecting` (a new socket
+/// follows after `delayMs`), `gaveUp` (`maxAttempts` failures in a row) and `stopped`.
 #[napi(string_enum)]
 pub enum StateChangeType {
   #[napi(value = "registered")]
@@ -56,6 +57,12 @@ pub enum StateChangeType {
   Stuck,
   #[napi(value = "leaseLost")]
   LeaseLost,
+  #[napi(value = "reconnecting")]
+  Reconnecting,
+  #[napi(value = "gaveUp")]
+  GaveUp,
+  #[napi(value = "stopped")]
+  Stopped,
 }
 
 /// The stable `code` of every error the registry throws (or rejects a promise with); match
@@ -134,6 +141,11 @@ pub enum RegistryErrorCode {
   /// no further).
   #[napi(value = "ERR_SNAPSHOT_TOO_LARGE")]
   SnapshotTooLarge,
+  /// `registerSocket` (or a socket wrapper) for a session that `superviseSession` supervises
+  /// in this thread, or `superviseSession` for one it already supervises: stop the
+  /// supervision first (`handle.stop()` or `unregisterSocket`).
+  #[napi(value = "ERR_SESSION_SUPERVISED")]
+  SessionSupervised,
   /// `connectCluster` options are malformed (URL, node id, prefix, timings).
   #[napi(value = "ERR_CLUSTER_OPTIONS")]
   ClusterOptions,
@@ -312,6 +324,36 @@ pub struct SessionState {
   pub messages_out: f64,
   /// The `worker_threads.threadId` of the thread that owns the socket (0: main thread).
   pub thread_id: u32,
+  /// The supervision of a session made by `superviseSession`, else `null`.
+  #[napi(ts_type = "Supervision | null")]
+  pub supervision: String,
+}
+
+/// Where a supervised session's supervision is (`getSessionState(id).supervision`,
+/// `handle.supervision`). Every key is always present.
+#[napi(object)]
+pub struct Supervision {
+  /// `running` (a socket is being made, or is registered and not closed), `waiting` (for the
+  /// next attempt), `stopped` (a terminal close, `stop()`, `unregisterSocket`, `clearAll` or
+  /// a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row).
+  #[napi(ts_type = "'running' | 'waiting' | 'stopped' | 'gaveUp'")]
+  pub state: String,
+  /// The attempt of the current socket (or of the next one, while waiting): 1 for the first
+  /// socket since supervision started, `restart()` or the last stable open.
+  pub attempt: u32,
+  /// When the next attempt is due (epoch ms) while `waiting`, else `null`.
+  #[napi(ts_type = "number | null")]
+  pub next_attempt_at: f64,
+  /// Why the last socket failed (a `DisconnectReason` name, `unknown` for a close without
+  /// one, `makeSocketFailed`), or why supervision stopped (`stop`, `unregistered`,
+  /// `clearAll`, `takeover`, `ownedByOtherThread`); `null` before any failure.
+  #[napi(
+    ts_type = "'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'takeover' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null"
+  )]
+  pub reason: String,
+  /// The last failure's error message (a close's, or what `makeSocket` threw), or `null`.
+  #[napi(ts_type = "string | null")]
+  pub error: String,
 }
 
 /// One row of `getStats().activeSessions` (times as ISO-8601 strings). Every key is always
@@ -418,14 +460,28 @@ pub struct StateChangeEvent {
   /// The state after the change, or `null` (removed).
   #[napi(ts_type = "SessionState | null")]
   pub current: String,
-  /// The thread that owns the session's socket.
+  /// The thread that owns the session's socket (for a supervision event: the supervising
+  /// thread).
   pub thread_id: u32,
-  /// `leaseLost` only: why (`unreachable`: Redis did not answer in time; `superseded`: another
-  /// node holds it now; `takeover`: another node asked for it, and the lease is released).
-  #[napi(ts_type = "'unreachable' | 'superseded' | 'takeover'")]
+  /// Supervision events only: the attempt the next socket will be (`reconnecting`), or the
+  /// last one's (`gaveUp`, `stopped`).
+  pub attempt: Option<u32>,
+  /// `reconnecting` only: the wait before the next socket (ms; 0: at once). `null` for
+  /// `gaveUp` and `stopped`.
+  #[napi(ts_type = "number | null")]
+  pub delay_ms: Option<f64>,
+  /// Why. `leaseLost`: `unreachable` (Redis did not answer in time), `superseded` (another
+  /// node holds it now) or `takeover` (another node asked for it, and the lease is released).
+  /// Supervision events: see `Supervision.reason`.
+  #[napi(
+    ts_type = "'unreachable' | 'superseded' | 'takeover' | 'restartRequired' | 'connectionClosed' | 'connectionLost' | 'timedOut' | 'unavailableService' | 'badSession' | 'loggedOut' | 'forbidden' | 'multideviceMismatch' | 'connectionReplaced' | 'unknown' | 'makeSocketFailed' | 'stop' | 'unregistered' | 'clearAll' | 'ownedByOtherThread' | 'notHeld' | 'leaseLost' | null"
+  )]
   pub reason: Option<String>,
   /// `leaseLost` only: the fencing token of the lost lease, as a decimal string.
   pub token: Option<String>,
+  /// Supervision events only: the last failure's error message, or `null`.
+  #[napi(ts_type = "string | null")]
+  pub error: Option<String>,
 }
 
 /// One session in a snapshot (what `loadSnapshot` resolves with). Every key is always

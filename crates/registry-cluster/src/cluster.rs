@@ -14,7 +14,7 @@ use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult};
 use registry_core::errors::RegistryError;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout};
 
@@ -198,6 +198,8 @@ struct Inner {
   events: broadcast::Sender<ClusterEvent>,
   pending: Mutex<HashMap<String, String>>,
   mirror_wake: Notify,
+  /// One batch at a time: `flush` waits for the batch the mirror loop has in flight.
+  flushing: AsyncMutex<()>,
   shutdown: watch::Sender<bool>,
   closed: AtomicBool,
   written: AtomicU64,
@@ -315,6 +317,7 @@ impl Cluster {
       events,
       pending: Mutex::new(HashMap::new()),
       mirror_wake: Notify::new(),
+      flushing: AsyncMutex::new(()),
       shutdown: watch::channel(false).0,
       closed: AtomicBool::new(false),
       written: AtomicU64::new(0),
@@ -760,6 +763,7 @@ impl Inner {
   }
 
   async fn flush_pending(&self) {
+    let _one_batch = self.flushing.lock().await;
     let batch: Vec<(String, String)> = lock(&self.pending).drain().collect();
     if batch.is_empty() {
       return;

@@ -113,6 +113,10 @@ pub enum RegistryError {
   /// forgot may still run on its old owner, which has until then to re-assert its lease.
   #[error("Redis lost its data less than a lease ago; session '{session_id}' can be claimed in {retry_ms} ms unless its owner re-asserts it (pass {{ waitMs }} to wait)")]
   ClusterRecovering { session_id: String, retry_ms: u64 },
+  /// `registerSocket` (or a socket wrapper) for a session that `superviseSession` supervises
+  /// in this thread, or `superviseSession` for one it already supervises.
+  #[error("{0}")]
+  SessionSupervised(String),
   /// A Node-API call failed where it should not (a bug, or the environment is shutting down).
   #[error("{0}")]
   Internal(String),
@@ -152,6 +156,7 @@ impl RegistryError {
       Self::ClusterClosed => "ERR_CLUSTER_CLOSED",
       Self::ClusterAlreadyConnected => "ERR_CLUSTER_ALREADY_CONNECTED",
       Self::ClusterRecovering { .. } => "ERR_CLUSTER_RECOVERING",
+      Self::SessionSupervised(_) => "ERR_SESSION_SUPERVISED",
       Self::Internal(_) => "ERR_INTERNAL",
     }
   }

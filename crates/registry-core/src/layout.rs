@@ -83,6 +83,29 @@ const ME: &[Field] = &[
   ),
 ];
 
+const SUPERVISION: &[Field] = &[
+  f(
+    "state",
+    Kind::OptStr(|s| s.supervision.as_ref().map(|v| v.phase.as_str())),
+  ),
+  f(
+    "attempt",
+    Kind::Num(|s| s.supervision.as_ref().map_or(0.0, |v| f64::from(v.attempt))),
+  ),
+  f(
+    "nextAttemptAt",
+    Kind::OptNum(|s| s.supervision.as_ref().and_then(|v| v.next_attempt_at)),
+  ),
+  f(
+    "reason",
+    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.reason.as_deref())),
+  ),
+  f(
+    "error",
+    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.error.as_deref())),
+  ),
+];
+
 /// The fields of a state object, in property order. The keys the bot set itself follow them
 /// (one JSON string, see [`pack`]).
 pub const FIELDS: &[Field] = &[
@@ -107,6 +130,10 @@ pub const FIELDS: &[Field] = &[
   f("messagesIn", Kind::Num(|s| s.messages_in as f64)),
   f("messagesOut", Kind::Num(|s| s.messages_out as f64)),
   f("threadId", Kind::Num(|s| f64::from(s.thread_id))),
+  f(
+    "supervision",
+    Kind::Group(|s| s.supervision.is_some(), SUPERVISION),
+  ),
 ];
 
 const fn count(fields: &[Field]) -> usize {
@@ -314,8 +341,28 @@ mod tests {
     // me present: 1, id of 3 units, lid null.
     assert_eq!(&nums[11..14], &[1.0, 3.0, -1.0]);
     assert!(nums[17].is_nan(), "connectedAt null");
-    assert_eq!(nums[SLOTS - 2], 3.0, "threadId");
+    assert_eq!(nums[SLOTS - 8], 3.0, "threadId");
+    // supervision absent: 0, then its 5 slots.
+    assert_eq!(nums[SLOTS - 7], 0.0);
     assert_eq!(text_of(&text), "{\"k\":[1,2]}é1@s");
+  }
+
+  #[test]
+  fn supervision_packs_as_a_group() {
+    use crate::supervise::{Phase, Supervision};
+    let mut s = SessionState::new(0.0, true, 0);
+    s.supervision = Some(Supervision {
+      phase: Phase::Waiting,
+      attempt: 3,
+      next_attempt_at: Some(77.0),
+      reason: Some("connectionClosed".into()),
+      error: None,
+    });
+    let mut nums = vec![0.0; SLOTS];
+    let mut text = Text::default();
+    pack(&s, &mut text, &mut nums);
+    assert_eq!(&nums[SLOTS - 6..], &[1.0, 7.0, 3.0, 77.0, 16.0, -1.0]);
+    assert_eq!(text_of(&text), "waitingconnectionClosed");
   }
 
   #[test]

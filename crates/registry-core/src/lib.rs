@@ -8,6 +8,7 @@
 //! - [`update`]: the rules of `updateSessionState`'s argument, and its JSON form.
 //! - [`stats`]: `getStats` / `getAllSessions` data in one pass over the table.
 //! - [`snapshot`]: versioned JSON snapshots, written atomically.
+//! - [`supervise`]: supervised sessions: the reconnect policy and its decisions.
 //! - [`config`]: process-wide thresholds.
 //! - [`errors`]: every error, with its stable `ERR_*` code.
 
@@ -17,6 +18,7 @@ pub mod layout;
 pub mod snapshot;
 pub mod state;
 pub mod stats;
+pub mod supervise;
 pub mod table;
 pub mod update;
 pub mod versions;

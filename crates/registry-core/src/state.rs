@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::supervise::Supervision;
+
 /// Where a session's socket is in its life, as its `connection.update` events tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,7 +153,7 @@ pub struct StatePatch {
 }
 
 /// Keys of the state that only the registry sets; `updateSessionState` refuses them.
-pub const READ_ONLY_KEYS: [&str; 13] = [
+pub const READ_ONLY_KEYS: [&str; 14] = [
   "threadId",
   "tracked",
   "lastDisconnect",
@@ -165,6 +167,7 @@ pub const READ_ONLY_KEYS: [&str; 13] = [
   "lastOutboundAt",
   "messagesIn",
   "messagesOut",
+  "supervision",
 ];
 
 /// Keys that could reach an object's prototype if they were ever set with plain assignment.
@@ -211,6 +214,9 @@ pub struct SessionState {
   pub messages_in: u64,
   pub messages_out: u64,
   pub thread_id: u32,
+  /// The supervision of a session made by `superviseSession`, `None` otherwise.
+  #[serde(default)]
+  pub supervision: Option<Supervision>,
   #[serde(default)]
   pub custom: Map<String, Value>,
 }
@@ -253,6 +259,7 @@ impl SessionState {
       messages_in: 0,
       messages_out: 0,
       thread_id,
+      supervision: None,
       custom: Map::new(),
     }
   }

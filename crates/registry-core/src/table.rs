@@ -76,26 +76,14 @@ pub fn register(
     stuck_reported: false,
     slot: versions::NO_SLOT,
   };
+  // A replaced id is found without copying it: `entry` needs an owned key, whose allocation
+  // showed in perf on every replace. A new id is looked up twice (the entry locks again, so a
+  // registration by another thread in between is still seen).
+  if let Some(mut old) = TABLE.get_mut(id) {
+    return replace(id, &mut old, record, owner, takeover);
+  }
   match TABLE.entry(id.to_owned()) {
-    Entry::Occupied(mut slot) => {
-      let old = slot.get();
-      if old.owner != owner && !takeover {
-        return Err(RegistryError::SessionOwnedByOtherThread {
-          session_id: id.to_owned(),
-          thread_id: old.state.thread_id,
-        });
-      }
-      let previous = Some((old.owner, old.generation));
-      record.seq = old.seq;
-      record.slot = old.slot;
-      versions::bump(record.slot);
-      std::mem::swap(slot.get_mut(), &mut record);
-      Ok(Registered {
-        generation,
-        previous,
-        previous_state: Some(record.state),
-      })
-    }
+    Entry::Occupied(mut slot) => replace(id, slot.get_mut(), record, owner, takeover),
     Entry::Vacant(slot) => {
       record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
       record.slot = versions::alloc();
@@ -107,6 +95,34 @@ pub fn register(
       })
     }
   }
+}
+
+/// `register` over an existing record `old` (under its lock): refused when another
+/// environment owns it and this is no takeover.
+fn replace(
+  id: &str,
+  old: &mut SessionRecord,
+  mut record: SessionRecord,
+  owner: EnvKey,
+  takeover: bool,
+) -> Result<Registered, RegistryError> {
+  if old.owner != owner && !takeover {
+    return Err(RegistryError::SessionOwnedByOtherThread {
+      session_id: id.to_owned(),
+      thread_id: old.state.thread_id,
+    });
+  }
+  let previous = Some((old.owner, old.generation));
+  record.seq = old.seq;
+  record.slot = old.slot;
+  versions::bump(record.slot);
+  let generation = record.generation;
+  std::mem::swap(old, &mut record);
+  Ok(Registered {
+    generation,
+    previous,
+    previous_state: Some(record.state),
+  })
 }
 
 /// Removes the record of `id` if `owner` owns it: an environment removing its own session
@@ -142,6 +158,11 @@ pub struct Applied<T> {
   /// Before/after copies of the state when status or isConnected changed; `None` otherwise
   /// (and when nobody listens, to save the copies).
   pub change: Option<(SessionState, SessionState)>,
+  /// The record's version slot and the version this change gave it (the one before is
+  /// `version - 1`, wrapping): every change of a record bumps its version under its lock, so a
+  /// state cached at `version - 1` plus this change is the state at `version`.
+  pub slot: u32,
+  pub version: u32,
 }
 
 /// Applies `f` to the record of `id`, if it exists and (with `Some`) has that generation.
@@ -160,7 +181,7 @@ pub fn update<T>(
   }
   let before = want_copies().then(|| record.state.clone());
   let (value, transition) = f(&mut record);
-  versions::bump(record.slot);
+  let version = versions::bump(record.slot);
   if let Some(t) = transition {
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
       record.connecting_since = Some(record.state.last_activity);
@@ -173,7 +194,12 @@ pub fn update<T>(
     (Some(t), Some(before)) if t.changed() => Some((before, record.state.clone())),
     _ => None,
   };
-  Some(Applied { value, change })
+  Some(Applied {
+    value,
+    change,
+    slot: record.slot,
+    version,
+  })
 }
 
 /// Calls `f` with the state of `id` and its slot's version, read together under the record's
@@ -301,6 +327,22 @@ pub(crate) mod tests {
         "a cached copy of a removed session must not look current"
       );
     }
+  }
+
+  #[test]
+  fn an_update_reports_the_version_it_made() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    register("u", 1, 0, false, false, 1.0).unwrap();
+    let (slot, seen) = with_state("u", |_, slot, version| (slot, version)).unwrap();
+    let applied = update("u", None, || false, |_| ((), None)).unwrap();
+    assert_eq!(applied.slot, slot);
+    assert_eq!(
+      applied.version,
+      seen.wrapping_add(1),
+      "the version just before was the one read"
+    );
+    assert_eq!(versions::get(slot), applied.version);
   }
 
   #[test]

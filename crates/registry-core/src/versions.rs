@@ -62,11 +62,10 @@ pub fn free(slot: u32) {
   FREE.lock().unwrap_or_else(|e| e.into_inner()).0.push(slot);
 }
 
-/// Marks the record in `slot` changed. Called under the record's lock.
-pub fn bump(slot: u32) {
-  if let Some(c) = counter(slot) {
-    c.fetch_add(1, Ordering::Release);
-  }
+/// Marks the record in `slot` changed and returns its new version (0 for `NO_SLOT`). Called
+/// under the record's lock.
+pub fn bump(slot: u32) -> u32 {
+  counter(slot).map_or(0, |c| c.fetch_add(1, Ordering::Release).wrapping_add(1))
 }
 
 /// The slot's version (0 for `NO_SLOT`).

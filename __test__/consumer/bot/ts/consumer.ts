@@ -20,6 +20,7 @@ import registry, {
   onStateChange,
   registerSocket,
   saveSnapshot,
+  superviseSession,
   unregisterSocket,
   updateSessionState,
   waitForState,
@@ -41,7 +42,6 @@ import registry, {
   type StateChangeEvent,
   type StateChangeType,
   type StatusCounts,
-  type WaitOptions,
   type ClaimOptions,
   type Cluster,
   type ClusterEvent,
@@ -49,7 +49,15 @@ import registry, {
   type ClusterNode,
   type ClusterOptions,
   type ClusterPlacement,
-  type ClusterStats
+  type ClusterStats,
+  type MakeSocketContext,
+  type SupervisedSession,
+  type Supervision,
+  type SupervisionBackoff,
+  type SupervisionPolicy,
+  type SupervisionPolicyReason,
+  type SupervisionRule,
+  type WaitOptions
 } from 'baileys-socket-registry'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -162,7 +170,7 @@ export async function lifecycle (id: string): Promise<void> {
 
   const off = onStateChange((event: StateChangeEvent) => {
     const type: StateChangeType = event.type
-    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost'>>
+    type _types = Expect<Equal<StateChangeType, 'registered' | 'status' | 'removed' | 'stuck' | 'leaseLost' | 'reconnecting' | 'gaveUp' | 'stopped'>>
     if (event.type === 'leaseLost') void [event.reason, event.token]
     type _current = Expect<Equal<StateChangeEvent['current'], SessionState | null>>
     type _previousRequired = Expect<Required_<StateChangeEvent, 'previous'>>
@@ -256,4 +264,30 @@ export async function cluster (): Promise<void> {
   const released: boolean = await c.release('user_42')
   const closed: void = await c.close()
   void [nodeId, held, released, closed]
+}
+
+// Supervision: the registry makes the sockets, by policy.
+export async function supervised (id: string): Promise<SupervisedSession> {
+  const { state, saveCreds } = await useMultiFileAuthState(`auth/${id}`)
+  const backoff: SupervisionBackoff = { baseMs: 1000, factor: 2, maxMs: 60_000, jitter: 'full' }
+  const replaced: SupervisionRule = { baseMs: 30_000 }
+  const reason: SupervisionPolicyReason = 'connectionReplaced'
+  const policy: SupervisionPolicy = { backoff, maxAttempts: Infinity, stableAfterMs: 30_000, reasons: { [reason]: replaced, loggedOut: 'stop' } }
+  const handle = superviseSession(id, ({ attempt, lastDisconnect }: MakeSocketContext) => {
+    void [attempt, lastDisconnect?.date]
+    const sock = makeWASocket({ auth: state })
+    sock.ev.on('creds.update', saveCreds)
+    return sock
+  }, policy)
+  const now: Supervision = handle.supervision
+  type _state = Expect<Equal<Supervision['state'], 'running' | 'waiting' | 'stopped' | 'gaveUp'>>
+  type _next = Expect<Equal<Supervision['nextAttemptAt'], number | null>>
+  type _inState = Expect<Equal<SessionState['supervision'], Supervision | null>>
+  const off = onStateChange((e: StateChangeEvent) => {
+    if (e.type === 'reconnecting') void [e.attempt, e.delayMs, e.reason, e.error]
+  })
+  off()
+  void [now.attempt, handle.sessionId, handle.restart(), handle.stop()]
+  // An async makeSocket is fine too.
+  return superviseSession(`${id}_2`, async () => makeWASocket({ auth: state }))
 }

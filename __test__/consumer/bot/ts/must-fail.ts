@@ -14,6 +14,7 @@ import {
   onStateChange,
   registerSocket,
   saveSnapshot,
+  superviseSession,
   unregisterSocket,
   updateSessionState,
   waitForState,
@@ -50,6 +51,10 @@ createSocketWrapper('makeWASocket') // error: makeWASocket is a function
 saveSnapshot(undefined) // error: the path is a string
 loadSnapshot('sessions.json').then((list) => list[0].sessionId.toFixed()) // error: the id is a string
 const code: RegistryErrorCode = 'ERR_NOPE' // error: not an error code
+superviseSession('user_1', () => 'not a socket') // error: makeSocket gives a socket
+superviseSession('user_1', () => sock, { maxAttempt: 3 }) // error: no such policy key
+superviseSession('user_1', () => sock, { reasons: { loggedOut: 'retry' } }) // error: a rule is now, backoff, stop or parameters
+superviseSession('user_1', () => sock).supervision.state === 'done' // error: not a supervision state
 connectCluster({ nodeId: 'a' }) // error: the url is required
 connectCluster({ url: 'redis://127.0.0.1', leaseMs: '15s' }) // error: leaseMs is a number
 declare const cluster: Cluster
