@@ -809,9 +809,45 @@ function supervisedError (id, what) {
     `${what}: session '${id}' is supervised in this thread (superviseSession); stop its supervision first (handle.stop() or unregisterSocket)`)
 }
 
-/** JSON's `Infinity` is null: non-finite numbers cross as their names (the core reads "Infinity"). */
-function policyReplacer (key, value) {
-  return typeof value === 'number' && !numberIsFinite(value) ? StringConstructor(value) : value
+// A policy is a few keys three levels deep: anything far larger is refused while it is read,
+// before JSON.stringify walks (or fails on) all of it.
+const POLICY_MAX_DEPTH = 16
+const POLICY_MAX_VALUES = 10000
+
+function policyError (message) {
+  return registryError(TypeError, 'ERR_INVALID_OPTIONS', `${SUPERVISE}: policy ${message}`)
+}
+
+/**
+ * The policy as JSON text (its getters and toJSON run here, once; the caller's own exception
+ * passes through). JSON.stringify's own failures (a bigint, a cycle, a nesting that overflows
+ * the stack, an array too long for a string) carry no code, and a sparse array of millions of
+ * holes takes seconds: those are ERR_INVALID_OPTIONS, decided here value by value. JSON's
+ * `Infinity` is null: non-finite numbers cross as their names (the core reads "Infinity").
+ */
+function policyJson (policy) {
+  // The objects from the policy down to the value being written (the replacer's `this` is
+  // the object holding the value: everything deeper has been written).
+  const path = []
+  let values = 0
+  const replacer = function (key, value) {
+    let n = path.length
+    while (n > 0 && path[n - 1] !== this) n--
+    path.length = n
+    if (++values > POLICY_MAX_VALUES) throw policyError(`has more than ${POLICY_MAX_VALUES} values`)
+    if (typeof value === 'bigint') throw policyError('holds a bigint, not JSON data')
+    if (typeof value === 'number') return numberIsFinite(value) ? value : StringConstructor(value)
+    if (isObject(value)) {
+      for (let i = 0; i < n; i++) if (path[i] === value) throw policyError('is circular')
+      if (n >= POLICY_MAX_DEPTH) throw policyError(`is nested deeper than ${POLICY_MAX_DEPTH} levels`)
+      // An array's length is checked before its elements are read (JSON.stringify refuses one
+      // too long for a string before any element, with an error of its own).
+      if (isArray(value) && !(value.length <= POLICY_MAX_VALUES)) throw policyError(`has an array of more than ${POLICY_MAX_VALUES} elements`)
+      path[n] = value
+    }
+    return value
+  }
+  return apply(jsonStringify, JSONObject, [policy, replacer])
 }
 
 /**
@@ -829,8 +865,8 @@ function superviseSession (sessionId, makeSocket, policy) {
   }
   if (revision[0] !== seenRevision) applyRevocations()
   if (supervisors.has(sessionId)) throw supervisedError(sessionId, SUPERVISE)
-  // The policy crosses as JSON (its getters and toJSON run here, once); the core validates it.
-  const json = policy === undefined || policy === null ? undefined : apply(jsonStringify, JSONObject, [policy, policyReplacer])
+  // The policy crosses as JSON; the core validates it.
+  const json = policy === undefined || policy === null ? undefined : policyJson(policy)
   const key = nativeSuperviseNew(sessionId, typeof json === 'string' ? json : undefined)
   // makeSocket of an earlier check may have supervised the id meanwhile: never two supervisors.
   if (supervisors.has(sessionId)) {

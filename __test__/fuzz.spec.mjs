@@ -4,6 +4,15 @@
 // documented code or is the caller's own value passing through, and the registry's views
 // agree (getSocketCount, getAllSockets, getStats, getSessionState).
 //
+// superviseSession gets hostile ids, policies and makeSocket callbacks (throwing, giving
+// non-sockets or pooled sockets, promises the runner settles later, re-entrant ones that stop
+// or restart their own handle, register, unregister, clearAll or supervise the same id), and
+// handles are stopped and restarted at random points: a stopped supervisor never calls
+// makeSocket again, a live one never has two live sockets, and after each run's clearAll no
+// timer is left. connectCluster gets hostile options without any Redis (valid-looking URLs
+// point at a closed loopback port): it rejects with ERR_CLUSTER_OPTIONS or ERR_CLUSTER_CONNECT,
+// promptly.
+//
 // The child is the unit under test: a SIGSEGV, an abort, an uncaught exception or running
 // out of its memory cap kills the child, and shows here as a failure with its signal and
 // stderr, instead of killing the test runner.
@@ -99,7 +108,7 @@ test(`fuzz every export with hostile values and re-entrant callbacks (seed ${SEE
       `${summary.callbacks} callbacks, crashes ${summary.crashes}, caller errors passed through ${summary.callerErrorsPassedThrough} ` +
       `(+${summary.engineErrorsFromCallerValues} engine errors for a caller's value), promises ${summary.promises.tracked} ` +
       `(resolved ${summary.promises.resolved}, rejected ${summary.promises.rejected}, unsettled ${summary.promises.unsettled}, ` +
-      `lost ${summary.promises.lostAtLoopExit}), ` +
+      `lost ${summary.promises.lostAtLoopExit}), supervision ${JSON.stringify(summary.supervision)}, ` +
       `errors by code: ${codes || 'none'}`
     )
   } else {
@@ -127,4 +136,10 @@ test(`fuzz every export with hostile values and re-entrant callbacks (seed ${SEE
   assert.ok(summary.calls > 100, `only ${summary.calls} calls`)
   assert.ok(Object.keys(summary.errorsByCode).length > 5, `few error codes seen: ${JSON.stringify(summary.errorsByCode)}`)
   assert.ok(summary.callerErrorsPassedThrough > 0, 'no caller error passed through')
+  // Supervision and the cluster were exercised too.
+  const sup = summary.supervision
+  assert.ok(sup.started > 20 && sup.makeSocketCalls > 50 && sup.stops > 10 && sup.restarts > 10 && sup.settled > 5, JSON.stringify(sup))
+  for (const code of ['ERR_SESSION_SUPERVISED', 'ERR_CLUSTER_OPTIONS', 'ERR_CLUSTER_CONNECT']) {
+    assert.ok(summary.errorsByCode[code] > 0, `${code} never seen: ${JSON.stringify(summary.errorsByCode)}`)
+  }
 })

@@ -79,6 +79,45 @@ describe('superviseSession: arguments', () => {
     assert.equal(calls, 0)
   })
 
+  test('a policy JSON cannot carry is ERR_INVALID_OPTIONS, never an error without a code', () => {
+    // Found by the fuzz test: JSON.stringify's own TypeError or RangeError used to escape.
+    let calls = 0
+    const make = () => { calls++; return {} }
+    const circular = { backoff: {} }
+    circular.backoff.self = circular
+    let deep = { baseMs: 10 }
+    for (let i = 0; i < 100000; i++) deep = { deep }
+    const sparse = []
+    sparse.length = 2 ** 32 - 1
+    const holes = []
+    holes.length = 2 ** 24
+    for (const [what, policy] of [
+      ['a bigint', { maxAttempts: 3n }],
+      ['a bigint from toJSON', { backoff: { toJSON: () => ({ baseMs: 10n }) } }],
+      ['a cycle', circular],
+      ['a nesting that overflows the stack', { backoff: deep }],
+      ['an array of 2^32 - 1 holes', { reasons: sparse }],
+      ['an array of 2^24 holes', { backoff: holes }]
+    ]) {
+      let error
+      try {
+        superviseSession('a', make, policy)
+      } catch (e) {
+        error = e
+      }
+      assert.ok(error instanceof TypeError, `${what}: ${error}`)
+      assert.equal(error.code, 'ERR_INVALID_OPTIONS', `${what}: ${error.message}`)
+      assert.match(error.message, /^superviseSession\(sessionId, makeSocket, policy\): policy /, what)
+    }
+    assert.equal(calls, 0)
+    assert.equal(getSessionState('a'), null)
+    // Shared (not circular) objects and Infinity are still a policy.
+    const rule = { baseMs: 10, maxMs: 10 }
+    const h = superviseSession('a', () => { calls++; throw new Error('no socket') }, { maxAttempts: Infinity, reasons: { timedOut: rule, connectionLost: rule } })
+    assert.equal(calls, 1)
+    assert.equal(h.stop(), true)
+  })
+
   test('a socket whose events cannot be followed is a failed attempt', async () => {
     // Stand-in objects without `ev`: a real Baileys socket always has one.
     const made = []

@@ -135,6 +135,8 @@ function actArb (tie) {
     { weight: 1, arbitrary: fc.record({ a: fc.constant('wait'), id: idArb, status: fc.constantFrom(...STATUSES) }) },
     { weight: 1, arbitrary: fc.constant({ a: 'save' }) },
     { weight: 1, arbitrary: fc.constant({ a: 'unsubscribeAll' }) },
+    { weight: 2, arbitrary: fc.record({ a: fc.constant('handle'), index: fc.nat(7), op: fc.constantFrom('stop', 'restart') }) },
+    { weight: 1, arbitrary: fc.record({ a: fc.constant('supervise'), id: idArb }) },
     { weight: 2, arbitrary: fc.record({ a: fc.constant('call'), call: tie('call') }) }
   )
 }
@@ -147,6 +149,25 @@ function callbackArb (tie) {
     ret: tie('leaf')
   })
 }
+
+/** Numbers (and not-numbers) for policy and cluster option fields: in range, at the edges, hostile. */
+const msArb = fc.constantFrom(1, 2, 5, 0, -1, 0.5, NaN, Infinity, -Infinity, 1e12, 2 ** 31 - 1, 2 ** 31, 2 ** 53, 3600000, 3600001, 60000, 300, '10', null, true, -0)
+const smallMsArb = fc.constantFrom(1, 2, 5, 20)
+
+export const POLICY_REASONS = ['restartRequired', 'connectionClosed', 'connectionLost', 'timedOut', 'unavailableService', 'badSession', 'loggedOut', 'forbidden', 'multideviceMismatch', 'connectionReplaced', 'unknown', 'makeSocketFailed']
+
+/** A spec of an object whose entries may be getters, around a map of key -> value spec. */
+function entriesArb (entries, tie) {
+  return fc.record({
+    t: fc.constant('entries'),
+    entries: fc.tuple(...entries.map(([key, v]) => fc.option(fc.record({ key: fc.constant(key), v, getter: fc.boolean(), cb: fc.option(tie('callback'), { freq: 3 }) }), { freq: 2 })))
+      .map((list) => list.filter((e) => e !== null)),
+    extra: fc.option(fc.record({ key: fc.constantFrom('maxAttempt', 'bogus', '__proto__', 'constructor', 'then', 'toJSON', ''), v: tie('leaf') }), { freq: 6 }),
+    wrap: fc.constantFrom('plain', 'plain', 'plain', 'nullProto', 'frozen', 'proxy', 'array')
+  })
+}
+
+const prim = (arb) => arb.map((v) => ({ t: 'prim', v }))
 
 const trapNames = ['get', 'has', 'ownKeys', 'getOwnPropertyDescriptor', 'getPrototypeOf', 'set', 'defineProperty', 'deleteProperty', 'isExtensible', 'apply']
 
@@ -197,6 +218,57 @@ export const arbs = fc.letrec((tie) => ({
     authState: fc.option(tie('value'), { freq: 3 }),
     integrity: fc.constantFrom('none', 'none', 'none', 'freeze', 'seal')
   }),
+  backoffSpec: entriesArb([
+    ['baseMs', fc.oneof({ weight: 3, arbitrary: prim(smallMsArb) }, { weight: 2, arbitrary: prim(msArb) })],
+    ['factor', prim(fc.constantFrom(1, 2, 1000, 1001, 0.5, 0, NaN, Infinity, '2'))],
+    ['maxMs', fc.oneof(prim(smallMsArb), prim(msArb))],
+    ['jitter', prim(fc.constantFrom('full', 'none', 'some', '', null, 1))]
+  ], tie),
+  policy: fc.oneof(
+    { weight: 6, arbitrary: entriesArb([
+      ['backoff', fc.oneof({ weight: 4, arbitrary: tie('backoffSpec') }, { weight: 1, arbitrary: tie('value') })],
+      ['maxAttempts', prim(fc.constantFrom(1, 2, 3, 10, 0, -1, 1.5, NaN, Infinity, -Infinity, 'Infinity', 'NaN', 2 ** 53, 2 ** 32, null))],
+      ['stableAfterMs', prim(msArb)],
+      ['reasons', fc.oneof(
+        { weight: 4, arbitrary: fc.dictionary(fc.constantFrom(...POLICY_REASONS, 'loggedout', '__proto__', 'toString'), fc.oneof(prim(fc.constantFrom('now', 'backoff', 'stop', 'retry', '', 5)), tie('backoffSpec')), { maxKeys: 4 }).map((d) => ({ t: 'dict', d })) },
+        { weight: 1, arbitrary: tie('value') })]
+    ], tie) },
+    { weight: 1, arbitrary: tie('value') }
+  ),
+  maker: fc.oneof(
+    {
+      weight: 8,
+      arbitrary: fc.record({
+        t: fc.constant('maker'),
+        // Re-entrant acts of makeSocket itself, on its own handle and id.
+        selfActs: fc.array(fc.constantFrom('stopSelf', 'restartSelf', 'regSameId', 'unregSameId', 'clearAll', 'superviseSameId', 'supervisionOfSelf'), { maxLength: 2 }),
+        cb: fc.option(tie('callback'), { freq: 3 }),
+        result: fc.constantFrom('fresh', 'fresh', 'fresh', 'fresh', 'throw', 'nonSocket', 'pool', 'deferred', 'deferred', 'deferredReject', 'previous', 'hostile', 'thenableThrows'),
+        sock: tie('socket'),
+        // A budget of calls: a supervisor in a loop of failures stops getting fresh sockets.
+        budget: fc.constantFrom(1, 2, 3, 5, 8)
+      })
+    },
+    { weight: 1, arbitrary: tie('value') }
+  ),
+  clusterOptions: fc.oneof(
+    { weight: 6, arbitrary: entriesArb([
+      ['url', fc.oneof(
+        { weight: 6, arbitrary: fc.constantFrom('redis://127.0.0.1:CLOSED', 'redis://localhost:CLOSED', 'redis://[::1]:CLOSED', 'redis://:pw@127.0.0.1:CLOSED/3', 'redis://u:p@127.0.0.1:CLOSED/99999', 'redis://127.0.0.1:CLOSED/abc', 'rediss://127.0.0.1:CLOSED', 'redis+unix:///nonexistent/redis.sock', 'unix:///nonexistent/redis.sock', 'redis://127.0.0.1:99999', 'redis://127.0.0.1:0', 'http://127.0.0.1:CLOSED', 'redis://', 'redis://:CLOSED', 'not a url', '', 'redis://127.0.0.1:CLOSED/\uD800', 'redis://127.0.0.1:CLOSED?protocol=resp3', 'redis://%zz@127.0.0.1:CLOSED').map((u) => ({ t: 'url', u })) },
+        { weight: 1, arbitrary: tie('value') })],
+      ['nodeId', fc.oneof({ weight: 4, arbitrary: prim(fc.constantFrom('n1', 'node-2')) }, { weight: 1, arbitrary: prim(fc.constantFrom('{x}', 'a}', '', 'x'.repeat(129), 'user\uD800', ' ', '\u0000')) }, { weight: 1, arbitrary: tie('leaf') })],
+      ['prefix', fc.oneof({ weight: 4, arbitrary: prim(fc.constant('bsr-fuzz')) }, { weight: 1, arbitrary: prim(fc.constantFrom('{p}', '', 'x'.repeat(300), '\uDC00')) }, { weight: 1, arbitrary: tie('leaf') })],
+      ['leaseMs', fc.oneof({ weight: 3, arbitrary: prim(fc.constantFrom(300, 1000, 15000)) }, { weight: 1, arbitrary: prim(msArb) })],
+      ['marginMs', fc.oneof({ weight: 1, arbitrary: prim(fc.constantFrom(50, 100)) }, { weight: 1, arbitrary: prim(msArb) })],
+      // Bounded on purpose when valid: a valid-looking URL points at a closed port, and a call
+      // waits at most this long for it.
+      ['opTimeoutMs', fc.oneof({ weight: 4, arbitrary: prim(fc.constantFrom(1, 20, 100)) }, { weight: 1, arbitrary: prim(fc.constantFrom(0, -1, NaN, Infinity, 60001, 0.5, '100', null)) })],
+      ['renewEveryMs', fc.oneof({ weight: 1, arbitrary: prim(fc.constantFrom(50, 100)) }, { weight: 1, arbitrary: prim(msArb) })],
+      ['dataLossGraceMs', fc.oneof({ weight: 2, arbitrary: prim(fc.constantFrom(0, 100)) }, { weight: 1, arbitrary: prim(msArb) })],
+      ['mirrorFlushMs', fc.oneof({ weight: 2, arbitrary: prim(fc.constantFrom(1, 250)) }, { weight: 1, arbitrary: prim(msArb) })]
+    ], tie) },
+    { weight: 1, arbitrary: tie('value') }
+  ),
   call: fc.oneof(
     { weight: 6, arbitrary: fc.record({ fn: fc.constant('registerSocket'), id: tie('id'), sock: tie('sockArg'), opts: fc.option(tie('value'), { freq: 2 }), nOpts: fc.constantFrom(2, 3) }) },
     { weight: 2, arbitrary: fc.record({ fn: fc.constantFrom('getSocket', 'hasSocket', 'getSessionState'), id: tie('id') }) },
@@ -212,6 +284,11 @@ export const arbs = fc.letrec((tie) => ({
     { weight: 3, arbitrary: fc.record({ fn: fc.constant('waitForState'), id: tie('id'), status: fc.oneof(fc.constantFrom(...STATUSES), tie('value')), options: fc.option(fc.oneof(tie('value'), fc.record({ timeoutMs: fc.constantFrom(0, 1, 5, -1, NaN, 2 ** 31, 1e12, Infinity) }))) }) },
     { weight: 2, arbitrary: fc.record({ fn: fc.constantFrom('saveSnapshot', 'loadSnapshot'), path: fc.oneof({ weight: 3, arbitrary: fc.constantFrom('new', 'existing', 'garbage', 'dir', 'missingDir', 'linkToFile', 'danglingLink', 'fifo', 'empty', 'truncated', 'bigSparse', 'devZeroLink', 'relative', 'longName') }, { weight: 1, arbitrary: tie('value') }) }) },
     { weight: 4, arbitrary: fc.record({ fn: fc.constant('emit'), index: fc.nat(7), event: fc.constantFrom('connection.update', 'messages.upsert', 'creds.update', 'other'), payload: fc.oneof(tie('value'), tie('baileysPayload')) }) },
+    { weight: 4, arbitrary: fc.record({ fn: fc.constant('superviseSession'), id: tie('id'), maker: tie('maker'), policy: fc.option(tie('policy'), { freq: 4 }), nArgs: fc.constantFrom(2, 3) }) },
+    { weight: 4, arbitrary: fc.record({ fn: fc.constant('handle'), index: fc.nat(7), op: fc.constantFrom('stop', 'restart', 'restart', 'supervision', 'stopTwice', 'restartTwice') }) },
+    { weight: 2, arbitrary: fc.record({ fn: fc.constant('settleMade'), index: fc.nat(7), how: fc.constantFrom('resolve', 'resolve', 'reject', 'resolveNonSocket', 'resolvePool', 'resolveHostile') }) },
+    { weight: 1, arbitrary: fc.record({ fn: fc.constant('pause'), ms: fc.constantFrom(0, 1, 3, 10, 25) }) },
+    { weight: 1, arbitrary: fc.record({ fn: fc.constant('connectCluster'), options: tie('clusterOptions') }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('enum'), which: fc.constantFrom('SessionStatus', 'StateChangeType', 'RegistryErrorCode'), op: fc.constantFrom('read', 'set', 'delete', 'define'), v: tie('leaf') }) }
   ),
   id: fc.oneof(
