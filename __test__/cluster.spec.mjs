@@ -380,6 +380,9 @@ describe('cluster', { skip: redisSkip }, () => {
     // The next renewal (every leaseMs / 3) puts it back with the same token.
     const back = await eventually(() => c.whereIs('rs1').catch(() => null), 'the lease to be re-asserted', 5000)
     assert.deepEqual([back.nodeId, back.token], ['here', lease.token])
+    // The mirrored state Redis lost comes back with the re-assert, without a change.
+    const mirrored = await eventually(async () => (await c.whereIs('rs1'))?.state, 'the state to be mirrored again', 3000)
+    assert.equal(mirrored.status, 'open')
     assert.equal(c.holds('rs1'), true)
     assert.equal(getSessionState('rs1').status, 'open')
     assert.equal(wsClosed(sock), false)

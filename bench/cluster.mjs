@@ -23,7 +23,6 @@
 //   the lower median counts. Every update changes a held session, so the mirror serializes and
 //   writes all 1,000 of them each time it gathers (every mirrorFlushMs): the worst case.
 //   Measured with the default mirrorFlushMs and again with 20 ms, to show the share of that work.
-//   (bench/cluster-update.mjs, from the API's side, measures the same ratio with rotated rounds.)
 // - takeover after kill -9: a node holding 20 sessions is killed; this node waits for them
 //   (claim with waitMs). Time from the kill until each claim resolves, per round; target
 //   ≤ leaseMs + 1 s.

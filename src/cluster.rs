@@ -352,7 +352,14 @@ async fn act_on_notices(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Notice>
           });
         }
       }
-      Notice::Reasserted { .. } => {}
+      Notice::Reasserted { session_id, .. } => {
+        // Redis lost the mirrored state with the lease: send it again now rather than at the
+        // session's next change, so the fleet view is whole again.
+        if let Some(json) = table::with_state(&session_id, |s, _, _| layout::to_json(s).to_string())
+        {
+          let _ = node.cluster.mirror_state(&session_id, json);
+        }
+      }
     }
   }
 }
