@@ -224,7 +224,7 @@ impl SupervisorHandle {
       || false,
       |r| {
         let before = wanted.then(|| r.state.clone());
-        r.state.supervision = Some(snapshot);
+        r.state.supervision = Some(Box::new(snapshot));
         (before.map(|b| (b, r.state.clone())), None)
       },
     )?;

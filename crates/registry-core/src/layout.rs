@@ -351,13 +351,13 @@ mod tests {
   fn supervision_packs_as_a_group() {
     use crate::supervise::{Phase, Supervision};
     let mut s = SessionState::new(0.0, true, 0);
-    s.supervision = Some(Supervision {
+    s.supervision = Some(Box::new(Supervision {
       phase: Phase::Waiting,
       attempt: 3,
       next_attempt_at: Some(77.0),
       reason: Some("connectionClosed".into()),
       error: None,
-    });
+    }));
     let mut nums = vec![0.0; SLOTS];
     let mut text = Text::default();
     pack(&s, &mut text, &mut nums);

@@ -216,9 +216,10 @@ pub struct SessionState {
   pub messages_in: u64,
   pub messages_out: u64,
   pub thread_id: u32,
-  /// The supervision of a session made by `superviseSession`, `None` otherwise.
+  /// The supervision of a session made by `superviseSession`, `None` otherwise. Boxed, as
+  /// `last_disconnect` and `me` are: absent in most records, and inline it was a fifth of one.
   #[serde(default)]
-  pub supervision: Option<Supervision>,
+  pub supervision: Option<Box<Supervision>>,
   #[serde(default)]
   pub custom: Map<String, Value>,
 }
