@@ -289,6 +289,17 @@ export const arbs = fc.letrec((tie) => ({
     { weight: 2, arbitrary: fc.record({ fn: fc.constant('settleMade'), index: fc.nat(7), how: fc.constantFrom('resolve', 'resolve', 'reject', 'resolveNonSocket', 'resolvePool', 'resolveHostile') }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('pause'), ms: fc.constantFrom(0, 1, 3, 10, 25) }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('connectCluster'), options: tie('clusterOptions') }) },
+    // The Cluster object's methods, in the runs that have one (a real redis-server, see the spec).
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        fn: fc.constant('cluster'),
+        op: fc.constantFrom('claim', 'claim', 'release', 'holds', 'whereIs', 'getStats', 'onStateChange'),
+        id: tie('id'),
+        options: fc.option(fc.oneof(tie('value'), fc.record({ waitMs: prim(fc.constantFrom(0, 1, 5, -1, NaN, 1e12, 86400001, '5')), takeover: prim(fc.constantFrom(true, false, 'yes', undefined)) }).map((r) => ({ t: 'entries', entries: [{ key: 'waitMs', v: r.waitMs, getter: false, cb: null }, { key: 'takeover', v: r.takeover, getter: false, cb: null }], extra: null, wrap: 'plain' }))), { freq: 2 }),
+        listener: tie('callback')
+      })
+    },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('enum'), which: fc.constantFrom('SessionStatus', 'StateChangeType', 'RegistryErrorCode'), op: fc.constantFrom('read', 'set', 'delete', 'define'), v: tie('leaf') }) }
   ),
   id: fc.oneof(
