@@ -969,6 +969,9 @@ function attemptWhenClosed (sup) {
 }
 
 function attemptNow (sup) {
+  // A stopped supervisor never calls makeSocket again, whatever caller code ran since the
+  // attempt was decided (a readyState getter while waiting for the old websocket).
+  if (!sup.live) return
   sup.timer = null
   const token = ++sup.token
   const attempt = nativeSuperviseBegin(sup.key)
@@ -1150,7 +1153,7 @@ function restartSupervisor (sup) {
     sup.timer = null
   }
   // A makeSocket still pending settles too late: its socket is ended, not registered.
-  sup.token++
+  const token = ++sup.token
   const tracker = sup.tracker
   let letGoNow = false
   if (tracker !== null) {
@@ -1161,6 +1164,10 @@ function restartSupervisor (sup) {
     if (sockets.get(sup.id) === sup.socket && trackers.get(sup.id) === tracker) {
       letGo(sup.id, sup.socket, tracker)
       letGoNow = true
+      // Letting go ran the caller's JavaScript (the socket's end()): a stop() from there ended
+      // the supervision, a restart() from there made the fresh socket already (a second one
+      // now would be live beside it).
+      if (!sup.live || sup.token !== token) return sup.live
     }
   }
   nativeSuperviseRestart(sup.key, letGoNow)
