@@ -1710,7 +1710,10 @@ class Cluster {
       }
       takeover = boolOption(options.takeover, 'takeover', false, CLAIM)
     }
-    return nativeClusterClaim(this.#epoch, sessionId, waitMs, takeover)
+    // Awaited, not returned: returning a promise from an async function looks up its `then`
+    // (a patched Promise.prototype.then that throws would leave the native promise without a
+    // handler, and its rejection unhandled); await attaches the handler itself.
+    return await nativeClusterClaim(this.#epoch, sessionId, waitMs, takeover)
   }
 
   async release (sessionId) {
@@ -1719,7 +1722,7 @@ class Cluster {
     // thread at once; only then released in Redis.
     const token = nativeClusterLetGo(this.#epoch, sessionId)
     if (revision[0] !== seenRevision) applyRevocations()
-    return nativeClusterReleaseLease(this.#epoch, sessionId, token)
+    return await nativeClusterReleaseLease(this.#epoch, sessionId, token)
   }
 
   holds (sessionId) {
@@ -1729,11 +1732,11 @@ class Cluster {
 
   async whereIs (sessionId) {
     checkSessionId(sessionId, 'cluster.whereIs(sessionId)')
-    return nativeClusterWhereIs(this.#epoch, sessionId)
+    return await nativeClusterWhereIs(this.#epoch, sessionId)
   }
 
   async getStats () {
-    return nativeClusterStats(this.#epoch)
+    return await nativeClusterStats(this.#epoch)
   }
 
   onStateChange (listener) {
