@@ -969,6 +969,9 @@ function attemptWhenClosed (sup) {
 }
 
 function attemptNow (sup) {
+  // A stopped supervisor never calls makeSocket again, whatever caller code ran since the
+  // attempt was decided (a readyState getter while waiting for the old websocket).
+  if (!sup.live) return
   sup.timer = null
   const token = ++sup.token
   const attempt = nativeSuperviseBegin(sup.key)
@@ -1150,7 +1153,7 @@ function restartSupervisor (sup) {
     sup.timer = null
   }
   // A makeSocket still pending settles too late: its socket is ended, not registered.
-  sup.token++
+  const token = ++sup.token
   const tracker = sup.tracker
   let letGoNow = false
   if (tracker !== null) {
@@ -1161,6 +1164,10 @@ function restartSupervisor (sup) {
     if (sockets.get(sup.id) === sup.socket && trackers.get(sup.id) === tracker) {
       letGo(sup.id, sup.socket, tracker)
       letGoNow = true
+      // Letting go ran the caller's JavaScript (the socket's end()): a stop() from there ended
+      // the supervision, a restart() from there made the fresh socket already (a second one
+      // now would be live beside it).
+      if (!sup.live || sup.token !== token) return sup.live
     }
   }
   nativeSuperviseRestart(sup.key, letGoNow)
@@ -1773,7 +1780,10 @@ class Cluster {
       }
       takeover = boolOption(options.takeover, 'takeover', false, CLAIM)
     }
-    return nativeClusterClaim(this.#epoch, sessionId, waitMs, takeover)
+    // Awaited, not returned: returning a promise from an async function looks up its `then`
+    // (a patched Promise.prototype.then that throws would leave the native promise without a
+    // handler, and its rejection unhandled); await attaches the handler itself.
+    return await nativeClusterClaim(this.#epoch, sessionId, waitMs, takeover)
   }
 
   async release (sessionId) {
@@ -1782,7 +1792,7 @@ class Cluster {
     // thread at once; only then released in Redis.
     const token = nativeClusterLetGo(this.#epoch, sessionId)
     if (revision[0] !== seenRevision) applyRevocations()
-    return nativeClusterReleaseLease(this.#epoch, sessionId, token)
+    return await nativeClusterReleaseLease(this.#epoch, sessionId, token)
   }
 
   holds (sessionId) {
@@ -1792,11 +1802,11 @@ class Cluster {
 
   async whereIs (sessionId) {
     checkSessionId(sessionId, 'cluster.whereIs(sessionId)')
-    return nativeClusterWhereIs(this.#epoch, sessionId)
+    return await nativeClusterWhereIs(this.#epoch, sessionId)
   }
 
   async getStats () {
-    return nativeClusterStats(this.#epoch)
+    return await nativeClusterStats(this.#epoch)
   }
 
   onStateChange (listener) {

@@ -431,6 +431,38 @@ describe('cluster', { skip: redisSkip }, () => {
     })
   }
 
+  test('a patched Promise.prototype.then cannot leave a cluster call\'s rejection unhandled', { timeout: T }, async () => {
+    // Found by the fuzz test: claim, release, whereIs and getStats returned their native
+    // promise from an async method, which looks up `then`; a patched `then` that throws left
+    // that promise without a handler, and its rejection (here ERR_CLUSTER_CLOSED) unhandled.
+    const c = await connect()
+    await c.claim('held')
+    await c.close()
+    cluster = null
+    const before = unhandled.length
+    const mine = new Error('patched then')
+    const calls = { claim: () => c.claim('s1'), release: () => c.release('held'), whereIs: () => c.whereIs('s1'), getStats: () => c.getStats() }
+    for (const [name, call] of Object.entries(calls)) {
+      const then = Promise.prototype.then
+      let p
+      // eslint-disable-next-line no-extend-native
+      Promise.prototype.then = function () { throw mine }
+      try {
+        p = call()
+      } catch (e) {
+        p = Promise.reject(e)
+      } finally {
+        // eslint-disable-next-line no-extend-native
+        Promise.prototype.then = then
+      }
+      const e = await rejection(p)
+      assert.ok(e === mine || e.code === 'ERR_CLUSTER_CLOSED' || e.code === 'ERR_CLUSTER_NOT_HELD', `${name}: ${e}`)
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.deepEqual(unhandled.slice(before).map(String), [], 'no unhandled rejection')
+  })
+
   test('bad options and bad servers: stable codes, quickly, nothing left pending', { timeout: T }, async () => {
     for (const bad of [undefined, null, 'redis://x', {}, { url: '' }, { url: 1 }]) {
       const e = await rejection(connectCluster(bad))

@@ -118,6 +118,57 @@ describe('superviseSession: arguments', () => {
     assert.equal(h.stop(), true)
   })
 
+  test('stop() or restart() from the end() that restart() runs: no makeSocket after stop, never two live sockets', async () => {
+    // Stand-in sockets whose end() calls back into the registry (found by the fuzz test): a
+    // real Baileys socket's end() does not, but a bot may wrap it.
+    let onEnd = null
+    const made = []
+    const live = () => made.filter((s) => !s.ended).length
+    let liveAtMake = []
+    const make = () => {
+      liveAtMake.push(live())
+      const listeners = []
+      const s = {
+        ev: { on (e, f) { listeners.push(f) }, off () {} },
+        end () {
+          s.ended = true
+          const f = onEnd
+          onEnd = null
+          if (f) f()
+        }
+      }
+      made.push(s)
+      return s
+    }
+    const policy = { backoff: { baseMs: 10, jitter: 'none' } }
+
+    // stop() from there: restart() makes nothing, and says it did not restart.
+    const h = superviseSession('end-stops', make, policy)
+    onEnd = () => assert.equal(h.stop(), true)
+    assert.equal(h.restart(), false)
+    assert.equal(made.length, 1, 'makeSocket was not called after stop()')
+    assert.equal(made[0].ended, true)
+    assert.equal(hasSocket('end-stops'), false)
+    assert.equal(h.supervision.state, 'stopped')
+    assert.equal(h.supervision.reason, 'stop')
+
+    // restart() from there: one fresh socket, made once the old one ended.
+    made.length = 0
+    liveAtMake = []
+    const r = superviseSession('end-restarts', make, policy)
+    onEnd = () => assert.equal(r.restart(), true)
+    assert.equal(r.restart(), true)
+    assert.deepEqual(liveAtMake, [0, 0], 'each socket made while no other was live')
+    assert.equal(made.length, 2)
+    assert.equal(getSocket('end-restarts'), made[1])
+    assert.equal(made[1].ended, undefined)
+    assert.equal(r.supervision.state, 'running')
+    await sleep(50)
+    assert.equal(made.length, 2, 'no further socket later')
+    assert.equal(r.stop(), true)
+    assert.equal(made[1].ended, true)
+  })
+
   test('a socket whose events cannot be followed is a failed attempt', async () => {
     // Stand-in objects without `ev`: a real Baileys socket always has one.
     const made = []

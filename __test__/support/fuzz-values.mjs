@@ -225,6 +225,25 @@ export const arbs = fc.letrec((tie) => ({
     ['jitter', prim(fc.constantFrom('full', 'none', 'some', '', null, 1))]
   ], tie),
   policy: fc.oneof(
+    // A valid policy whose retries come within a run's pauses (1-2 ms, some at once).
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        maxAttempts: fc.constantFrom(2, 3, 5, Infinity),
+        unknown: fc.constantFrom('now', 'backoff'),
+        makeSocketFailed: fc.constantFrom('now', 'backoff', 'stop'),
+        connectionReplaced: fc.constantFrom('stop', 'backoff')
+      }).map((r) => ({
+        t: 'entries',
+        entries: [
+          { key: 'backoff', v: { t: 'entries', entries: [{ key: 'baseMs', v: { t: 'prim', v: 1 }, getter: false, cb: null }, { key: 'maxMs', v: { t: 'prim', v: 2 }, getter: false, cb: null }], extra: null, wrap: 'plain' }, getter: false, cb: null },
+          { key: 'maxAttempts', v: { t: 'prim', v: r.maxAttempts }, getter: false, cb: null },
+          { key: 'reasons', v: { t: 'dict', d: { unknown: { t: 'prim', v: r.unknown }, makeSocketFailed: { t: 'prim', v: r.makeSocketFailed }, connectionReplaced: { t: 'prim', v: r.connectionReplaced } } }, getter: false, cb: null }
+        ],
+        extra: null,
+        wrap: 'plain'
+      }))
+    },
     { weight: 6, arbitrary: entriesArb([
       ['backoff', fc.oneof({ weight: 4, arbitrary: tie('backoffSpec') }, { weight: 1, arbitrary: tie('value') })],
       ['maxAttempts', prim(fc.constantFrom(1, 2, 3, 10, 0, -1, 1.5, NaN, Infinity, -Infinity, 'Infinity', 'NaN', 2 ** 53, 2 ** 32, null))],
@@ -284,11 +303,24 @@ export const arbs = fc.letrec((tie) => ({
     { weight: 3, arbitrary: fc.record({ fn: fc.constant('waitForState'), id: tie('id'), status: fc.oneof(fc.constantFrom(...STATUSES), tie('value')), options: fc.option(fc.oneof(tie('value'), fc.record({ timeoutMs: fc.constantFrom(0, 1, 5, -1, NaN, 2 ** 31, 1e12, Infinity) }))) }) },
     { weight: 2, arbitrary: fc.record({ fn: fc.constantFrom('saveSnapshot', 'loadSnapshot'), path: fc.oneof({ weight: 3, arbitrary: fc.constantFrom('new', 'existing', 'garbage', 'dir', 'missingDir', 'linkToFile', 'danglingLink', 'fifo', 'empty', 'truncated', 'bigSparse', 'devZeroLink', 'relative', 'longName') }, { weight: 1, arbitrary: tie('value') }) }) },
     { weight: 4, arbitrary: fc.record({ fn: fc.constant('emit'), index: fc.nat(7), event: fc.constantFrom('connection.update', 'messages.upsert', 'creds.update', 'other'), payload: fc.oneof(tie('value'), tie('baileysPayload')) }) },
-    { weight: 4, arbitrary: fc.record({ fn: fc.constant('superviseSession'), id: tie('id'), maker: tie('maker'), policy: fc.option(tie('policy'), { freq: 4 }), nArgs: fc.constantFrom(2, 3) }) },
-    { weight: 4, arbitrary: fc.record({ fn: fc.constant('handle'), index: fc.nat(7), op: fc.constantFrom('stop', 'restart', 'restart', 'supervision', 'stopTwice', 'restartTwice') }) },
-    { weight: 2, arbitrary: fc.record({ fn: fc.constant('settleMade'), index: fc.nat(7), how: fc.constantFrom('resolve', 'resolve', 'reject', 'resolveNonSocket', 'resolvePool', 'resolveHostile') }) },
-    { weight: 1, arbitrary: fc.record({ fn: fc.constant('pause'), ms: fc.constantFrom(0, 1, 3, 10, 25) }) },
+    { weight: 6, arbitrary: fc.record({ fn: fc.constant('superviseSession'), id: tie('id'), maker: tie('maker'), policy: fc.option(tie('policy'), { freq: 4 }), nArgs: fc.constantFrom(2, 3) }) },
+    { weight: 5, arbitrary: fc.record({ fn: fc.constant('handle'), index: fc.nat(7), op: fc.constantFrom('stop', 'restart', 'restart', 'supervision', 'stopTwice', 'restartTwice') }) },
+    // A supervised socket opens and/or closes (Baileys' connection.update) with a status code.
+    { weight: 3, arbitrary: fc.record({ fn: fc.constant('closeSupervised'), index: fc.nat(7), code: fc.constantFrom(515, 515, 428, 408, 401, 403, 411, 440, 500, 503, null), open: fc.boolean(), close: fc.constantFrom(true, true, true, false) }) },
+    { weight: 3, arbitrary: fc.record({ fn: fc.constant('settleMade'), index: fc.nat(7), how: fc.constantFrom('resolve', 'resolve', 'reject', 'resolveNonSocket', 'resolvePool', 'resolveHostile') }) },
+    { weight: 3, arbitrary: fc.record({ fn: fc.constant('pause'), ms: fc.constantFrom(0, 1, 3, 10, 25) }) },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('connectCluster'), options: tie('clusterOptions') }) },
+    // The Cluster object's methods, in the runs that have one (a real redis-server, see the spec).
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        fn: fc.constant('cluster'),
+        op: fc.constantFrom('claim', 'claim', 'release', 'holds', 'whereIs', 'getStats', 'onStateChange'),
+        id: tie('id'),
+        options: fc.option(fc.oneof(tie('value'), fc.record({ waitMs: prim(fc.constantFrom(0, 1, 5, -1, NaN, 1e12, 86400001, '5')), takeover: prim(fc.constantFrom(true, false, 'yes', undefined)) }).map((r) => ({ t: 'entries', entries: [{ key: 'waitMs', v: r.waitMs, getter: false, cb: null }, { key: 'takeover', v: r.takeover, getter: false, cb: null }], extra: null, wrap: 'plain' }))), { freq: 2 }),
+        listener: tie('callback')
+      })
+    },
     { weight: 1, arbitrary: fc.record({ fn: fc.constant('enum'), which: fc.constantFrom('SessionStatus', 'StateChangeType', 'RegistryErrorCode'), op: fc.constantFrom('read', 'set', 'delete', 'define'), v: tie('leaf') }) }
   ),
   id: fc.oneof(
