@@ -424,7 +424,9 @@ export interface Supervision {
   /**
    * `running` (a socket is being made, or is registered and not closed), `waiting` (for the
    * next attempt), `stopped` (a terminal close, `stop()`, `unregisterSocket`, `clearAll` or
-   * a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row).
+   * a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row; it stays
+   * `gaveUp` through a later `stop()`, `unregisterSocket` or `clearAll`, which find nothing
+   * left to stop).
    */
   state: 'running' | 'waiting' | 'stopped' | 'gaveUp'
   /**

@@ -335,7 +335,9 @@ pub struct SessionState {
 pub struct Supervision {
   /// `running` (a socket is being made, or is registered and not closed), `waiting` (for the
   /// next attempt), `stopped` (a terminal close, `stop()`, `unregisterSocket`, `clearAll` or
-  /// a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row).
+  /// a takeover by another thread), `gaveUp` (`maxAttempts` failures in a row; it stays
+  /// `gaveUp` through a later `stop()`, `unregisterSocket` or `clearAll`, which find nothing
+  /// left to stop).
   #[napi(ts_type = "'running' | 'waiting' | 'stopped' | 'gaveUp'")]
   pub state: String,
   /// The attempt of the current socket (or of the next one, while waiting): 1 for the first
