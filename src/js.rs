@@ -93,6 +93,15 @@ pub fn array(env: Env, len: usize) -> JsResult<Value> {
   out!(napi_create_array_with_length(env, len))
 }
 
+/// A new array holding `values`, in order.
+pub fn array_of(env: Env, values: impl ExactSizeIterator<Item = Value>) -> JsResult<Value> {
+  let arr = array(env, values.len())?;
+  for (i, v) in values.enumerate() {
+    set_element(env, arr, i as u32, v)?;
+  }
+  Ok(arr)
+}
+
 pub fn global(env: Env) -> JsResult<Value> {
   out!(napi_get_global(env))
 }

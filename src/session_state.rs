@@ -310,25 +310,23 @@ fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
       rows_buf,
       js::number(env, order.len() as f64)?,
     ];
-    // What a burst of changes needed is not kept for good: at most twice this call's need, or
-    // 64 Ki elements.
-    if rows.capacity() > KEEP.max(2 * rows.len()) {
-      rows.shrink_to(KEEP.max(rows.len()));
-    }
-    if text.latin1.capacity() > KEEP.max(2 * text.latin1.len()) {
-      text.latin1.shrink_to(KEEP.max(text.latin1.len()));
-    }
-    let arr = js::array(env, values.len())?;
-    for (i, v) in values.into_iter().enumerate() {
-      js::set_element(env, arr, i as u32, v)?;
-    }
-    Ok(arr)
+    trim(rows);
+    trim(&mut text.latin1);
+    js::array_of(env, values.into_iter())
   })
 }
 
 /// Working memory kept by a thread between calls is trimmed to this many elements (or twice
 /// what the call needed).
 const KEEP: usize = 1 << 16;
+
+/// What a burst of changes needed is not kept for good: at most twice this call's need, or
+/// [`KEEP`] elements.
+fn trim<T>(v: &mut Vec<T>) {
+  if v.capacity() > KEEP.max(2 * v.len()) {
+    v.shrink_to(KEEP.max(v.len()));
+  }
+}
 
 /// Puts the sessions of a listing in registration order (by seq, each unique).
 #[derive(Default)]
@@ -366,12 +364,8 @@ impl SeqOrder {
       pairs.sort_unstable();
       perm.extend(pairs.iter().map(|p| p.1));
     }
-    if places.capacity() > KEEP.max(2 * places.len()) {
-      places.shrink_to(KEEP);
-    }
-    if pairs.capacity() > KEEP.max(2 * pairs.len()) {
-      pairs.shrink_to(KEEP);
-    }
+    trim(places);
+    trim(pairs);
     perm
   }
 }
@@ -472,14 +466,8 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
       js::number(env, count as f64)?,
       js::opt_string(env, last.as_deref())?,
     ];
-    if text.latin1.capacity() > KEEP.max(2 * text.latin1.len()) {
-      text.latin1.shrink_to(KEEP.max(text.latin1.len()));
-    }
-    let arr = js::array(env, values.len())?;
-    for (i, v) in values.into_iter().enumerate() {
-      js::set_element(env, arr, i as u32, v)?;
-    }
-    Ok(arr)
+    trim(&mut text.latin1);
+    js::array_of(env, values.into_iter())
   })
 }
 
