@@ -471,6 +471,18 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
   })
 }
 
+/// A plain object of named integer constants, as index.js reads the layout's codes.
+fn numbers_object<T: Into<f64>, const N: usize>(
+  env: js::Env,
+  pairs: [(&std::ffi::CStr, T); N],
+) -> JsResult<Value> {
+  let o = js::object(env)?;
+  for (name, v) in pairs {
+    js::set_named(env, o, name, js::number(env, v.into())?)?;
+  }
+  Ok(o)
+}
+
 /// What index.js builds its shapers from, once per environment: `{ fields, statusNames,
 /// reservedKeys, scratch, pageShift, noSlot, stats, known, allRow }`. `fields` is `layout::FIELDS` as
 /// `[name, kind, inner?]` rows.
@@ -530,27 +542,27 @@ fn layout_js(env: js::Env) -> JsResult<Value> {
     c"noSlot",
     js::number(env, f64::from(versions::NO_SLOT))?,
   )?;
-  let st = js::object(env)?;
-  for (name, v) in [
-    (c"ints", STAT_INTS as i32),
-    (c"connected", S_CONNECTED),
-    (c"idle", S_IDLE),
-    (c"error", S_ERROR),
-    (c"sameAsCreated", SAME_AS_CREATED),
-  ] {
-    js::set_named(env, st, name, js::number(env, f64::from(v))?)?;
-  }
-  js::set_named(env, o, c"stats", st)?;
-  let known = js::object(env)?;
-  for (name, v) in [
-    (c"isConnected", KNOWN_IS_CONNECTED),
-    (c"connected", KNOWN_CONNECTED),
-    (c"error", KNOWN_ERROR),
-    (c"status", KNOWN_STATUS),
-    (c"statusShift", KNOWN_STATUS_SHIFT),
-  ] {
-    js::set_named(env, known, name, js::number(env, f64::from(v))?)?;
-  }
+  let stats = numbers_object(
+    env,
+    [
+      (c"ints", STAT_INTS as i32),
+      (c"connected", S_CONNECTED),
+      (c"idle", S_IDLE),
+      (c"error", S_ERROR),
+      (c"sameAsCreated", SAME_AS_CREATED),
+    ],
+  )?;
+  js::set_named(env, o, c"stats", stats)?;
+  let known = numbers_object(
+    env,
+    [
+      (c"isConnected", KNOWN_IS_CONNECTED),
+      (c"connected", KNOWN_CONNECTED),
+      (c"error", KNOWN_ERROR),
+      (c"status", KNOWN_STATUS),
+      (c"statusShift", KNOWN_STATUS_SHIFT),
+    ],
+  )?;
   js::set_named(env, o, c"known", known)?;
   js::set_named(env, o, c"allRow", js::number(env, ALL_ROW as f64)?)?;
   Ok(o)
