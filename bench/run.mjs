@@ -917,6 +917,12 @@ function judgeRow (r, floor) {
   if (r.op === OP.unregister && floor[TABLE_REMOVAL] != null) {
     r.bounds.push(`removing the session from the process-wide table in Rust alone (no crossing): ${x(floor[TABLE_REMOVAL] / r.baseline)} the baseline` +
       (f != null ? `; with the crossing: ${x((f + floor[TABLE_REMOVAL]) / r.baseline)}` : ''))
+    // Any unregister that removes the session from the shared table before it returns pays the
+    // crossing and the removal on top of what the Map module does (the JavaScript side still
+    // drops the socket from its Map and ends it): the floor of that whole design.
+    if (f != null) {
+      r.bounds.push(`the crossing and the removal added to the Map module's own unregister (what a synchronous removal must at least cost): ${x((f + floor[TABLE_REMOVAL] + r.baseline) / r.baseline)}`)
+    }
   }
   if (r.jsFloor != null) r.bounds.push(`${JS_FLOOR_WHAT[r.op] ?? 'plain JS building the same objects from ready data'}: ${x(r.jsFloor / r.baseline)} the baseline`)
 }
