@@ -10,6 +10,7 @@
 //! and never move or go away: the binding lends each page to JavaScript as an external
 //! `ArrayBuffer`.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -27,6 +28,31 @@ static PAGES: [OnceLock<Page>; MAX_PAGES] = [const { OnceLock::new() }; MAX_PAGE
 /// Freed slots, and the next never-used one.
 static FREE: Mutex<(Vec<u32>, u32)> = Mutex::new((Vec::new(), 0));
 
+/// Slots this thread freed, reused by its own allocations first and handed to [`FREE`] in
+/// batches: a removal takes no process-wide lock (it showed in `unregisterSocket`'s time).
+/// Every slot here already had its version bumped when freed.
+struct Freed(Vec<u32>);
+
+/// Slots a thread keeps before handing them to [`FREE`] (half of them, the oldest).
+const LOCAL_MAX: usize = 128;
+
+impl Drop for Freed {
+  // A thread that goes away gives its slots back.
+  fn drop(&mut self) {
+    if !self.0.is_empty() {
+      lock_free().0.append(&mut self.0);
+    }
+  }
+}
+
+thread_local! {
+  static FREED: RefCell<Freed> = const { RefCell::new(Freed(Vec::new())) };
+}
+
+fn lock_free() -> std::sync::MutexGuard<'static, (Vec<u32>, u32)> {
+  FREE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn page(index: usize) -> &'static [AtomicU32] {
   PAGES[index].get_or_init(|| (0..PAGE_SLOTS).map(|_| AtomicU32::new(0)).collect())
 }
@@ -38,15 +64,23 @@ fn counter(slot: u32) -> Option<&'static AtomicU32> {
 
 /// A slot for a new record, its version already bumped.
 pub fn alloc() -> u32 {
-  let slot = {
-    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-    match free.0.pop() {
-      Some(s) => s,
-      None if (free.1 as usize) < MAX_PAGES * PAGE_SLOTS => {
-        free.1 += 1;
-        free.1 - 1
+  // `try_with`: during thread teardown the local list is gone; the global one still works.
+  let local = FREED
+    .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.0.pop()))
+    .ok()
+    .flatten();
+  let slot = match local {
+    Some(s) => s,
+    None => {
+      let mut free = lock_free();
+      match free.0.pop() {
+        Some(s) => s,
+        None if (free.1 as usize) < MAX_PAGES * PAGE_SLOTS => {
+          free.1 += 1;
+          free.1 - 1
+        }
+        None => return NO_SLOT,
       }
-      None => return NO_SLOT,
     }
   };
   bump(slot);
@@ -59,7 +93,21 @@ pub fn free(slot: u32) {
     return;
   }
   bump(slot);
-  FREE.lock().unwrap_or_else(|e| e.into_inner()).0.push(slot);
+  let kept = FREED
+    .try_with(|f| {
+      let Ok(mut f) = f.try_borrow_mut() else {
+        return false;
+      };
+      f.0.push(slot);
+      if f.0.len() >= LOCAL_MAX {
+        lock_free().0.extend(f.0.drain(..LOCAL_MAX / 2));
+      }
+      true
+    })
+    .unwrap_or(false);
+  if !kept {
+    lock_free().0.push(slot);
+  }
 }
 
 /// Marks the record in `slot` changed and returns its new version (0 for `NO_SLOT`). Called
@@ -100,5 +148,31 @@ mod tests {
     let mem = page_memory(a >> PAGE_SHIFT).unwrap();
     assert_eq!(mem.len(), PAGE_SLOTS);
     assert!(page_memory(MAX_PAGES as u32).is_none());
+  }
+
+  #[test]
+  fn freed_slots_are_batched_and_never_lost() {
+    // The table's tests allocate slots too: take turns with them, so the shared list is ours.
+    let _g = crate::table::tests::SERIAL.lock().unwrap();
+    let local_len = || FREED.with(|f| f.borrow().0.len());
+    let slots: Vec<u32> = (0..LOCAL_MAX * 3).map(|_| alloc()).collect();
+    let versions: Vec<u32> = slots.iter().map(|&s| get(s)).collect();
+    for &s in &slots {
+      free(s);
+    }
+    assert!(local_len() < LOCAL_MAX, "a thread keeps a bounded batch");
+    for (&s, &v) in slots.iter().zip(&versions) {
+      assert_eq!(get(s), v.wrapping_add(1), "freed: version bumped at once");
+    }
+    // A thread that ends hands its batch to the shared list.
+    let theirs: Vec<u32> = std::thread::spawn(|| {
+      let s: Vec<u32> = (0..10).map(|_| alloc()).collect();
+      s.iter().for_each(|&x| free(x));
+      s
+    })
+    .join()
+    .unwrap();
+    let shared = lock_free().0.clone();
+    assert!(theirs.iter().all(|s| shared.contains(s)));
   }
 }
