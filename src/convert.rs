@@ -14,7 +14,7 @@ use registry_core::update::{self, short, Budget, TopKey};
 /// setter on `Object.prototype` runs while it is built.
 pub fn state_to_js(env: Env, s: &SessionState) -> JsResult<Value> {
   let o = fields_to_js(env, s, layout::FIELDS)?;
-  for (k, v) in &s.custom {
+  for (k, v) in s.custom() {
     js::define_value(env, o, k, json_to_js(env, v)?)?;
   }
   Ok(o)

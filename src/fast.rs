@@ -13,7 +13,7 @@ use std::ptr;
 use napi::sys;
 
 use crate::js::{self, Callback, Env, JsResult, Value};
-use registry_core::table;
+use registry_core::table::{self, EnvKey};
 
 /// Puts the benchmark's floor on the exports. Runs once per environment.
 pub fn install(env: Env, exports: Value) -> JsResult<()> {
@@ -167,7 +167,7 @@ unsafe extern "C" fn bench_table_removal(env: Env, info: sys::napi_callback_info
     };
     let n = js::get_number(env, n).map_or(1, |n| n.clamp(1.0, 100_000.0) as usize);
     // An owner no environment has (keys count up from 1), so no thread's sessions are touched.
-    const NOBODY: u64 = u64::MAX;
+    const NOBODY: EnvKey = EnvKey::MAX;
     let ids: Vec<String> = (0..n).map(|i| format!("\u{0}bench-removal-{i}")).collect();
     for id in &ids {
       // Cannot fail: a new id, or one this owner registered.

@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use dashmap::DashMap;
@@ -20,7 +20,7 @@ use napi::sys;
 
 use crate::channel::Channel;
 use crate::js::{self, Env, JsResult, Value};
-use registry_core::table::EnvKey;
+use registry_core::table::{EnvKey, Generation};
 
 /// The part of an environment that other threads may touch.
 pub struct EnvShared {
@@ -28,7 +28,7 @@ pub struct EnvShared {
   pub thread_id: u32,
   revoked: Mutex<Vec<String>>,
   /// Sessions whose cluster lease this node lost: (id, generation of the socket to end).
-  lost: Mutex<Vec<(String, u64)>>,
+  lost: Mutex<Vec<(String, Generation)>>,
   /// Bumped after each revocation is queued; read by the environment's lookups through an
   /// external `ArrayBuffer` (see [`attach_js`]). Boxed: its address must not move.
   counter: Box<AtomicI32>,
@@ -40,7 +40,7 @@ thread_local! {
 }
 
 static ENVS: LazyLock<DashMap<EnvKey, Arc<EnvShared>>> = LazyLock::new(DashMap::new);
-static NEXT_ENV_KEY: AtomicU64 = AtomicU64::new(1);
+static NEXT_ENV_KEY: AtomicU32 = AtomicU32::new(1);
 
 /// What to do when an environment goes away; set by the API layer (table + events).
 pub type TeardownFn = fn(EnvKey);
@@ -179,7 +179,7 @@ fn queue_for(owner: EnvKey, push: impl FnOnce(&EnvShared)) -> bool {
 /// must end the socket registered at `generation` silently and keep the session (its status
 /// now says `leaseLost`). Same wake-up as [`revoke`]. Returns `false` if that environment is
 /// gone or never attached.
-pub fn lease_lost(owner: EnvKey, id: &str, generation: u64) -> bool {
+pub fn lease_lost(owner: EnvKey, id: &str, generation: Generation) -> bool {
   queue_for(owner, |shared| {
     shared
       .lost
@@ -190,7 +190,7 @@ pub fn lease_lost(owner: EnvKey, id: &str, generation: u64) -> bool {
 }
 
 /// Takes the lost leases queued for this environment.
-pub fn take_lost() -> Vec<(String, u64)> {
+pub fn take_lost() -> Vec<(String, Generation)> {
   CURRENT
     .with(|c| c.borrow().clone())
     .map(|shared| std::mem::take(&mut *shared.lost.lock().unwrap_or_else(|p| p.into_inner())))

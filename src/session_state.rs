@@ -433,9 +433,9 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
       } else {
         iso.push(text, st.last_activity)
       };
-      m[4] = text.push_opt(st.error.as_deref());
+      m[4] = text.push_opt(st.error());
       let idle = st.is_idle(now, idle_after as f64);
-      let failed = st.error.as_deref().is_some_and(|e| !e.is_empty());
+      let failed = st.error().is_some_and(|e| !e.is_empty());
       m[5] = (if st.is_connected { S_CONNECTED } else { 0 })
         | (if idle { S_IDLE } else { 0 })
         | (if failed { S_ERROR } else { 0 });

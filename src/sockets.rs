@@ -17,7 +17,7 @@ use crate::handles;
 use crate::js::{self, JsResult, Value};
 use crate::tracking;
 use registry_core::errors::RegistryError;
-use registry_core::table;
+use registry_core::table::{self, Generation};
 
 /// The calls made for every registration, unregistration and health look, as raw callbacks:
 /// napi-rs's generic wrapper (argument scopes and borrow tracking) cost more than the work
@@ -46,10 +46,10 @@ fn with_id<T: Default>(env: &Env, id: JsAny, f: impl FnOnce(&str) -> T) -> T {
   js::with_str(env.raw(), id.0, f).unwrap_or_default()
 }
 
-/// Generations travel to JavaScript as numbers: exact below 2^53, far beyond what a process
-/// registers.
-fn generation(g: f64) -> u64 {
-  g as u64
+/// Generations travel to JavaScript as numbers (u32: always exact). Anything else index.js
+/// could pass reads as 0, a generation never issued.
+fn generation(g: f64) -> Generation {
+  g as Generation
 }
 
 /// Connects index.js to this environment: `onRevoked` runs on this thread after another

@@ -21,7 +21,7 @@ use crate::js;
 use registry_core::errors::RegistryError;
 use registry_core::state::{Connection, ConnectionUpdate};
 use registry_core::supervise::{Decision, Jitter, Policy, Reason, Supervision, Supervisor};
-use registry_core::table;
+use registry_core::table::{self, Generation};
 
 /// What `failed` returns besides a delay (>= 0).
 const STOP: f64 = -1.0;
@@ -39,7 +39,7 @@ const RESTARTED: &str = "the supervisor let go of this socket to make a fresh on
 struct SupervisorHandle {
   id: String,
   core: Supervisor,
-  generation: Option<u64>,
+  generation: Option<Generation>,
   jitter: Jitter,
   thread_id: u32,
 }
@@ -109,7 +109,7 @@ pub fn supervise_begin(key: u32) -> u32 {
 #[napi(js_name = "__superviseRegistered", skip_typescript)]
 pub fn supervise_registered(key: u32, generation: f64) {
   with(key, |h| {
-    h.generation = Some(generation as u64);
+    h.generation = Some(generation as Generation);
     h.write();
   });
 }
@@ -224,7 +224,7 @@ impl SupervisorHandle {
       || false,
       |r| {
         let before = wanted.then(|| r.state.clone());
-        r.state.supervision = Some(Box::new(snapshot));
+        r.state.more_mut().supervision = Some(Box::new(snapshot));
         (before.map(|b| (b, r.state.clone())), None)
       },
     )?;

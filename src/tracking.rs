@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use crate::events::{self, ChangeKind};
 use crate::js;
 use registry_core::state::{Connection, ConnectionUpdate, Me, SessionState, Status, Transition};
-use registry_core::table;
+use registry_core::table::{self, Generation};
 
 static SOCKET_FAULTS: AtomicU64 = AtomicU64::new(0);
 static LAST_SOCKET_FAULT: Mutex<Option<String>> = Mutex::new(None);
@@ -39,7 +39,11 @@ pub fn faults() -> (u64, Option<String>) {
 
 /// Applies `f` to the record of `id` at `generation` and tells subscribers when status or
 /// `isConnected` changed.
-fn change(id: &str, generation: u64, f: impl FnOnce(&mut SessionState) -> Option<Transition>) {
+fn change(
+  id: &str,
+  generation: Generation,
+  f: impl FnOnce(&mut SessionState) -> Option<Transition>,
+) {
   let applied = table::update(id, Some(generation), events::wanted, |r| {
     ((), f(&mut r.state))
   });
@@ -58,7 +62,7 @@ fn me_of(id: Option<String>, lid: Option<String>) -> Option<Me> {
 #[allow(clippy::too_many_arguments)]
 pub fn connection_update(
   id: &str,
-  generation: u64,
+  generation: Generation,
   connection: u32,
   qr: bool,
   disconnect: bool,
@@ -88,14 +92,14 @@ pub fn connection_update(
 }
 
 /// A `messages.upsert`, counted by the listener.
-pub fn messages(id: &str, generation: u64, inbound: u32, outbound: u32) {
+pub fn messages(id: &str, generation: Generation, inbound: u32, outbound: u32) {
   quiet_change(id, generation, |state, now| {
     state.apply_messages(inbound, outbound, now)
   });
 }
 
 /// The identity from a `creds.update`.
-pub fn me(id: &str, generation: u64, me_id: Option<String>, lid: Option<String>) {
+pub fn me(id: &str, generation: Generation, me_id: Option<String>, lid: Option<String>) {
   if let Some(me) = me_of(me_id, lid) {
     quiet_change(id, generation, |state, now| {
       state.apply_me(me, now);
@@ -105,7 +109,7 @@ pub fn me(id: &str, generation: u64, me_id: Option<String>, lid: Option<String>)
 
 /// Applies `f` (given the time now) to the session at `generation`: a change that never
 /// touches status or isConnected, so no event is asked for and no copy is made.
-fn quiet_change(id: &str, generation: u64, f: impl FnOnce(&mut SessionState, f64)) {
+fn quiet_change(id: &str, generation: Generation, f: impl FnOnce(&mut SessionState, f64)) {
   let now = js::now_ms();
   table::update(
     id,
@@ -120,7 +124,7 @@ fn quiet_change(id: &str, generation: u64, f: impl FnOnce(&mut SessionState, f64
 
 /// The socket's listeners could not be attached: recorded as a fault, and the session reads
 /// untracked.
-pub fn untracked(id: &str, generation: u64, reason: &str) {
+pub fn untracked(id: &str, generation: Generation, reason: &str) {
   let text = record_fault(id, "tracking disabled", reason);
   change(id, generation, |state| Some(state.mark_untracked(text)));
 }
@@ -137,7 +141,7 @@ fn watched(state: &SessionState) -> bool {
 }
 
 /// Whether the health pass watches the session `id` at `generation`.
-pub fn is_watched(id: &str, generation: u64) -> bool {
+pub fn is_watched(id: &str, generation: Generation) -> bool {
   let mut watch = false;
   table::for_one(id, |r| {
     watch = r.generation == generation && watched(&r.state)
@@ -146,7 +150,7 @@ pub fn is_watched(id: &str, generation: u64) -> bool {
 }
 
 /// Closes a session whose socket closed unheard, if it is still watched.
-pub fn close_unheard(id: &str, generation: u64) {
+pub fn close_unheard(id: &str, generation: Generation) {
   let update = ConnectionUpdate {
     connection: Some(Connection::Close),
     qr: false,

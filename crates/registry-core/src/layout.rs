@@ -47,62 +47,50 @@ const fn f(name: &'static str, kind: Kind) -> Field {
 const LAST_DISCONNECT: &[Field] = &[
   f(
     "code",
-    Kind::OptNum(|s| {
-      s.last_disconnect
-        .as_ref()
-        .and_then(|d| d.code)
-        .map(f64::from)
-    }),
+    Kind::OptNum(|s| s.last_disconnect().and_then(|d| d.code).map(f64::from)),
   ),
   f(
     "reason",
-    Kind::OptStr(|s| s.last_disconnect.as_ref().and_then(|d| d.reason.as_deref())),
+    Kind::OptStr(|s| s.last_disconnect().and_then(|d| d.reason.as_deref())),
   ),
   f(
     "message",
-    Kind::OptStr(|s| {
-      s.last_disconnect
-        .as_ref()
-        .and_then(|d| d.message.as_deref())
-    }),
+    Kind::OptStr(|s| s.last_disconnect().and_then(|d| d.message.as_deref())),
   ),
   f(
     "at",
-    Kind::Num(|s| s.last_disconnect.as_ref().map_or(0.0, |d| d.at)),
+    Kind::Num(|s| s.last_disconnect().map_or(0.0, |d| d.at)),
   ),
 ];
 
 const ME: &[Field] = &[
-  f(
-    "id",
-    Kind::OptStr(|s| s.me.as_ref().and_then(|m| m.id.as_deref())),
-  ),
+  f("id", Kind::OptStr(|s| s.me().and_then(|m| m.id.as_deref()))),
   f(
     "lid",
-    Kind::OptStr(|s| s.me.as_ref().and_then(|m| m.lid.as_deref())),
+    Kind::OptStr(|s| s.me().and_then(|m| m.lid.as_deref())),
   ),
 ];
 
 const SUPERVISION: &[Field] = &[
   f(
     "state",
-    Kind::OptStr(|s| s.supervision.as_ref().map(|v| v.phase.as_str())),
+    Kind::OptStr(|s| s.supervision().map(|v| v.phase.as_str())),
   ),
   f(
     "attempt",
-    Kind::Num(|s| s.supervision.as_ref().map_or(0.0, |v| f64::from(v.attempt))),
+    Kind::Num(|s| s.supervision().map_or(0.0, |v| f64::from(v.attempt))),
   ),
   f(
     "nextAttemptAt",
-    Kind::OptNum(|s| s.supervision.as_ref().and_then(|v| v.next_attempt_at)),
+    Kind::OptNum(|s| s.supervision().and_then(|v| v.next_attempt_at)),
   ),
   f(
     "reason",
-    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.reason.as_deref())),
+    Kind::OptStr(|s| s.supervision().and_then(|v| v.reason.as_deref())),
   ),
   f(
     "error",
-    Kind::OptStr(|s| s.supervision.as_ref().and_then(|v| v.error.as_deref())),
+    Kind::OptStr(|s| s.supervision().and_then(|v| v.error.as_deref())),
   ),
 ];
 
@@ -112,27 +100,27 @@ pub const FIELDS: &[Field] = &[
   f("createdAt", Kind::Num(|s| s.created_at)),
   f("lastActivity", Kind::Num(|s| s.last_activity)),
   f("isConnected", Kind::Bool(|s| s.is_connected)),
-  f("error", Kind::OptStr(|s| s.error.as_deref())),
+  f("error", Kind::OptStr(|s| s.error())),
   f("status", Kind::Status(|s| s.status)),
   f("tracked", Kind::Bool(|s| s.tracked)),
   f(
     "lastDisconnect",
-    Kind::Group(|s| s.last_disconnect.is_some(), LAST_DISCONNECT),
+    Kind::Group(|s| s.last_disconnect().is_some(), LAST_DISCONNECT),
   ),
-  f("me", Kind::Group(|s| s.me.is_some(), ME)),
+  f("me", Kind::Group(|s| s.me().is_some(), ME)),
   f("hasQr", Kind::Bool(|s| s.has_qr)),
-  f("connects", Kind::Num(|s| f64::from(s.connects))),
-  f("disconnects", Kind::Num(|s| f64::from(s.disconnects))),
-  f("connectedAt", Kind::OptNum(|s| s.connected_at)),
-  f("disconnectedAt", Kind::OptNum(|s| s.disconnected_at)),
-  f("lastInboundAt", Kind::OptNum(|s| s.last_inbound_at)),
-  f("lastOutboundAt", Kind::OptNum(|s| s.last_outbound_at)),
-  f("messagesIn", Kind::Num(|s| s.messages_in as f64)),
-  f("messagesOut", Kind::Num(|s| s.messages_out as f64)),
+  f("connects", Kind::Num(|s| f64::from(s.connects()))),
+  f("disconnects", Kind::Num(|s| f64::from(s.disconnects()))),
+  f("connectedAt", Kind::OptNum(|s| s.connected_at())),
+  f("disconnectedAt", Kind::OptNum(|s| s.disconnected_at())),
+  f("lastInboundAt", Kind::OptNum(|s| s.last_inbound_at())),
+  f("lastOutboundAt", Kind::OptNum(|s| s.last_outbound_at())),
+  f("messagesIn", Kind::Num(|s| s.messages_in() as f64)),
+  f("messagesOut", Kind::Num(|s| s.messages_out() as f64)),
   f("threadId", Kind::Num(|s| f64::from(s.thread_id))),
   f(
     "supervision",
-    Kind::Group(|s| s.supervision.is_some(), SUPERVISION),
+    Kind::Group(|s| s.supervision().is_some(), SUPERVISION),
   ),
 ];
 
@@ -247,10 +235,10 @@ fn pack_fields(
 /// custom keys as one JSON object (JSON.parse defines every key, so no setter runs when
 /// JavaScript reads it back), then the fields in the order of [`FIELDS`] (depth first).
 pub fn pack(s: &SessionState, text: &mut Text, nums: &mut [f64]) {
-  nums[0] = if s.custom.is_empty() {
+  nums[0] = if s.custom().is_empty() {
     -1.0
   } else {
-    let json = Value::Object(s.custom.clone());
+    let json = Value::Object(s.custom().clone());
     f64::from(text.push_str(&json.to_string()))
   };
   pack_fields(FIELDS, s, true, text, &mut nums[1..]);
@@ -278,7 +266,7 @@ fn fields_to_json(fields: &[Field], s: &SessionState) -> serde_json::Map<String,
 /// then the bot's own keys): what the cluster mirrors for other nodes to read.
 pub fn to_json(s: &SessionState) -> Value {
   let mut out = fields_to_json(FIELDS, s);
-  for (k, v) in &s.custom {
+  for (k, v) in s.custom() {
     out.insert(k.clone(), v.clone());
   }
   Value::Object(out)
@@ -300,7 +288,7 @@ mod tests {
   fn json_has_the_fields_in_order_then_the_custom_keys() {
     let mut s = SessionState::new(5.0, true, 3);
     s.status = Some(Status::LeaseLost);
-    s.custom.insert("plan".into(), Value::from("pro"));
+    s.custom_mut().insert("plan".into(), Value::from("pro"));
     let json = to_json(&s);
     let keys: Vec<&str> = json
       .as_object()
@@ -321,12 +309,12 @@ mod tests {
   #[test]
   fn pack_follows_the_table() {
     let mut s = SessionState::new(5.0, true, 3);
-    s.error = Some("é".into());
-    s.me = Some(Box::new(Me {
+    s.set_error(Some("é".into()));
+    s.more_mut().me = Some(Box::new(Me {
       id: Some("1@s".into()),
       lid: None,
     }));
-    s.custom.insert("k".into(), Value::from(vec![1, 2]));
+    s.custom_mut().insert("k".into(), Value::from(vec![1, 2]));
     let mut nums = vec![0.0; SLOTS];
     let mut text = Text::default();
     pack(&s, &mut text, &mut nums);
@@ -351,7 +339,7 @@ mod tests {
   fn supervision_packs_as_a_group() {
     use crate::supervise::{Phase, Supervision};
     let mut s = SessionState::new(0.0, true, 0);
-    s.supervision = Some(Box::new(Supervision {
+    s.more_mut().supervision = Some(Box::new(Supervision {
       phase: Phase::Waiting,
       attempt: 3,
       next_attempt_at: Some(77.0),
@@ -368,12 +356,12 @@ mod tests {
   #[test]
   fn absent_groups_write_no_strings() {
     let mut s = SessionState::new(0.0, false, 0);
-    s.last_disconnect = None;
+    s.more_mut().last_disconnect = None;
     let mut nums = vec![0.0; SLOTS];
     let mut text = Text::default();
     pack(&s, &mut text, &mut nums);
     assert!(text.is_empty());
-    s.last_disconnect = Some(Box::new(LastDisconnect {
+    s.more_mut().last_disconnect = Some(Box::new(LastDisconnect {
       code: Some(428),
       reason: Some("connectionClosed".into()),
       message: None,

@@ -56,19 +56,19 @@ impl SavedSession {
       created_at: s.created_at,
       last_activity: s.last_activity,
       is_connected: s.is_connected,
-      error: s.error.clone(),
+      error: s.error().map(str::to_owned),
       status: s.status,
-      last_disconnect: s.last_disconnect.as_deref().cloned(),
-      me: s.me.as_deref().cloned(),
-      connects: s.connects,
-      disconnects: s.disconnects,
-      connected_at: s.connected_at,
-      disconnected_at: s.disconnected_at,
-      last_inbound_at: s.last_inbound_at,
-      last_outbound_at: s.last_outbound_at,
-      messages_in: s.messages_in,
-      messages_out: s.messages_out,
-      custom: s.custom.clone(),
+      last_disconnect: s.last_disconnect().cloned(),
+      me: s.me().cloned(),
+      connects: s.connects(),
+      disconnects: s.disconnects(),
+      connected_at: s.connected_at(),
+      disconnected_at: s.disconnected_at(),
+      last_inbound_at: s.last_inbound_at(),
+      last_outbound_at: s.last_outbound_at(),
+      messages_in: s.messages_in(),
+      messages_out: s.messages_out(),
+      custom: s.custom().clone(),
     }
   }
 }
@@ -537,8 +537,10 @@ mod tests {
 
   fn sample() -> Vec<SavedSession> {
     let mut state = SessionState::new(1000.0, true, 0);
-    state.custom.insert("phone".into(), Value::from("+100"));
-    state.me = Some(Box::new(Me {
+    state
+      .custom_mut()
+      .insert("phone".into(), Value::from("+100"));
+    state.more_mut().me = Some(Box::new(Me {
       id: Some("1@s.whatsapp.net".into()),
       lid: Some("2@lid".into()),
     }));

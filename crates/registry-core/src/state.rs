@@ -4,6 +4,8 @@
 //! `updateSessionState`, the tracking of Baileys events and the drop-in semantics of
 //! `createSocketWrapper` are written down once.
 
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -190,38 +192,194 @@ pub mod limits {
   pub const MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 }
 
+/// A time in epoch milliseconds that may be absent, in 8 bytes: NaN means none (an
+/// `Option<f64>` takes 16). The registry's times come from the clock and are never NaN.
+#[derive(Clone, Copy, Debug)]
+pub struct Time(f64);
+
+impl Time {
+  pub const NONE: Time = Time(f64::NAN);
+
+  pub fn get(self) -> Option<f64> {
+    (!self.0.is_nan()).then_some(self.0)
+  }
+}
+
+impl From<Option<f64>> for Time {
+  fn from(t: Option<f64>) -> Self {
+    Time(t.unwrap_or(f64::NAN))
+  }
+}
+
+impl From<f64> for Time {
+  fn from(t: f64) -> Self {
+    Time(t)
+  }
+}
+
+impl Default for Time {
+  fn default() -> Self {
+    Time::NONE
+  }
+}
+
+impl PartialEq for Time {
+  fn eq(&self, other: &Self) -> bool {
+    self.get() == other.get()
+  }
+}
+
 /// One session's state: the drop-in fields of socket-factory.js, what tracking adds, and the
 /// keys the bot set itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// A state is kept for every session in the process-wide table, so only the fields every
+/// session uses are inline (32 bytes, pinned by a test); everything rare or set only by
+/// tracking lives in one [`More`], allocated on its first write and read through accessors
+/// that answer the defaults without it (an untracked session never allocates one).
+#[derive(Clone, Debug, PartialEq)]
 pub struct SessionState {
   pub created_at: f64,
   pub last_activity: f64,
-  pub is_connected: bool,
-  pub error: Option<String>,
+  more: Option<Box<More>>,
+  pub thread_id: u32,
   /// `None` for a socket the registry does not track (and nobody set a status).
   pub status: Option<Status>,
+  pub is_connected: bool,
   pub tracked: bool,
-  // Boxed: absent in most records (always in untracked ones), and a record is kept for every
-  // session in the process-wide table, where inline they were a third of its size.
+  pub has_qr: bool,
+}
+
+/// The part of a [`SessionState`] that most sessions never set (see [`SessionState::more_mut`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct More {
+  pub error: Option<String>,
+  // Boxed: absent until the first close / login, and inline they would more than double a
+  // tracked session's `More`.
   pub last_disconnect: Option<Box<LastDisconnect>>,
   pub me: Option<Box<Me>>,
-  pub has_qr: bool,
   pub connects: u32,
   pub disconnects: u32,
-  pub connected_at: Option<f64>,
-  pub disconnected_at: Option<f64>,
-  pub last_inbound_at: Option<f64>,
-  pub last_outbound_at: Option<f64>,
+  pub connected_at: Time,
+  pub disconnected_at: Time,
+  pub last_inbound_at: Time,
+  pub last_outbound_at: Time,
   pub messages_in: u64,
   pub messages_out: u64,
-  pub thread_id: u32,
-  /// The supervision of a session made by `superviseSession`, `None` otherwise. Boxed, as
-  /// `last_disconnect` and `me` are: absent in most records, and inline it was a fifth of one.
-  #[serde(default)]
+  /// The supervision of a session made by `superviseSession`, `None` otherwise.
   pub supervision: Option<Box<Supervision>>,
-  #[serde(default)]
-  pub custom: Map<String, Value>,
+  /// The bot's own keys; boxed, as a map is 72 bytes and most tracked sessions have none.
+  pub custom: Option<Box<Map<String, Value>>>,
+  /// Table bookkeeping, not part of the state JavaScript sees: when the session last entered
+  /// `connecting` (for the stuck check), and whether that stay was reported stuck.
+  pub connecting_since: Time,
+  pub stuck_reported: bool,
+}
+
+/// What [`SessionState::custom`] answers for a state without custom keys.
+static NO_CUSTOM: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+
+impl SessionState {
+  /// The rare fields, if any was ever set.
+  pub fn more(&self) -> Option<&More> {
+    self.more.as_deref()
+  }
+
+  /// The rare fields for writing, allocated on first use.
+  pub fn more_mut(&mut self) -> &mut More {
+    self.more.get_or_insert_with(Box::default)
+  }
+
+  pub fn error(&self) -> Option<&str> {
+    self.more().and_then(|m| m.error.as_deref())
+  }
+
+  /// Sets (or clears) the error; clearing an error that was never set allocates nothing.
+  pub fn set_error(&mut self, error: Option<String>) {
+    if error.is_some() || self.more.is_some() {
+      self.more_mut().error = error;
+    }
+  }
+
+  pub fn last_disconnect(&self) -> Option<&LastDisconnect> {
+    self.more().and_then(|m| m.last_disconnect.as_deref())
+  }
+
+  pub fn me(&self) -> Option<&Me> {
+    self.more().and_then(|m| m.me.as_deref())
+  }
+
+  pub fn connects(&self) -> u32 {
+    self.more().map_or(0, |m| m.connects)
+  }
+
+  pub fn disconnects(&self) -> u32 {
+    self.more().map_or(0, |m| m.disconnects)
+  }
+
+  pub fn connected_at(&self) -> Option<f64> {
+    self.more().and_then(|m| m.connected_at.get())
+  }
+
+  pub fn disconnected_at(&self) -> Option<f64> {
+    self.more().and_then(|m| m.disconnected_at.get())
+  }
+
+  pub fn last_inbound_at(&self) -> Option<f64> {
+    self.more().and_then(|m| m.last_inbound_at.get())
+  }
+
+  pub fn last_outbound_at(&self) -> Option<f64> {
+    self.more().and_then(|m| m.last_outbound_at.get())
+  }
+
+  pub fn messages_in(&self) -> u64 {
+    self.more().map_or(0, |m| m.messages_in)
+  }
+
+  pub fn messages_out(&self) -> u64 {
+    self.more().map_or(0, |m| m.messages_out)
+  }
+
+  pub fn supervision(&self) -> Option<&Supervision> {
+    self.more().and_then(|m| m.supervision.as_deref())
+  }
+
+  /// The bot's own keys (an empty map when it set none).
+  pub fn custom(&self) -> &Map<String, Value> {
+    self
+      .more()
+      .and_then(|m| m.custom.as_deref())
+      .unwrap_or(&NO_CUSTOM)
+  }
+
+  /// The bot's own keys for writing, allocated on first use.
+  pub fn custom_mut(&mut self) -> &mut Map<String, Value> {
+    self.more_mut().custom.get_or_insert_with(Box::default)
+  }
+
+  /// When the session last entered `connecting` (table bookkeeping for the stuck check).
+  pub fn connecting_since(&self) -> Option<f64> {
+    self.more().and_then(|m| m.connecting_since.get())
+  }
+
+  /// Sets when the session entered `connecting`; clearing allocates nothing.
+  pub fn set_connecting_since(&mut self, since: Option<f64>) {
+    if since.is_some() || self.more.is_some() {
+      self.more_mut().connecting_since = since.into();
+    }
+  }
+
+  /// Whether the current stay in `connecting` was reported stuck.
+  pub fn stuck_reported(&self) -> bool {
+    self.more().is_some_and(|m| m.stuck_reported)
+  }
+
+  /// Sets [`Self::stuck_reported`]; clearing allocates nothing.
+  pub fn set_stuck_reported(&mut self, reported: bool) {
+    if reported || self.more.is_some() {
+      self.more_mut().stuck_reported = reported;
+    }
+  }
 }
 
 /// What a change did to the two fields that listeners are told about.
@@ -242,28 +400,16 @@ impl SessionState {
     SessionState {
       created_at: now,
       last_activity: now,
-      is_connected: false,
-      error: None,
+      more: None,
+      thread_id,
       status: if tracked {
         Some(Status::Connecting)
       } else {
         None
       },
+      is_connected: false,
       tracked,
-      last_disconnect: None,
-      me: None,
       has_qr: false,
-      connects: 0,
-      disconnects: 0,
-      connected_at: None,
-      disconnected_at: None,
-      last_inbound_at: None,
-      last_outbound_at: None,
-      messages_in: 0,
-      messages_out: 0,
-      thread_id,
-      supervision: None,
-      custom: Map::new(),
     }
   }
 
@@ -284,7 +430,7 @@ impl SessionState {
       self.is_connected = v;
     }
     if let Some(v) = patch.error {
-      self.error = v;
+      self.set_error(v);
     }
     if let Some(v) = patch.status {
       self.status = v;
@@ -292,10 +438,13 @@ impl SessionState {
     for (key, value) in patch.custom {
       match value {
         Some(v) => {
-          self.custom.insert(key, v);
+          self.custom_mut().insert(key, v);
         }
         None => {
-          self.custom.remove(&key);
+          // Removing a key that was never set allocates nothing.
+          if let Some(custom) = self.more.as_mut().and_then(|m| m.custom.as_mut()) {
+            custom.remove(&key);
+          }
         }
       }
     }
@@ -317,25 +466,28 @@ impl SessionState {
       Some(Connection::Open) => {
         self.status = Some(Status::Open);
         self.is_connected = true;
-        self.error = None;
         self.has_qr = false;
-        self.connects += 1;
-        self.connected_at = Some(now);
+        let more = self.more_mut();
+        more.error = None;
+        more.connects += 1;
+        more.connected_at = now.into();
       }
       Some(Connection::Close) => {
         let code = update.last_disconnect.as_ref().and_then(|(c, _)| *c);
         self.status = Some(Status::after_close(code));
         self.is_connected = false;
         self.has_qr = false;
-        self.disconnects += 1;
-        self.disconnected_at = Some(now);
+        let more = self.more_mut();
+        more.disconnects += 1;
+        more.disconnected_at = now.into();
       }
       None => {}
     }
     if let Some((code, message)) = &update.last_disconnect {
       // Drop-in rule of createSocketWrapper: a lastDisconnect sets `error` to its message.
-      self.error = message.clone();
-      self.last_disconnect = Some(Box::new(LastDisconnect {
+      let more = self.more_mut();
+      more.error = message.clone();
+      more.last_disconnect = Some(Box::new(LastDisconnect {
         code: *code,
         reason: disconnect_reason(*code, message.as_deref()).map(str::to_owned),
         message: message.clone(),
@@ -349,12 +501,14 @@ impl SessionState {
   /// `messages.upsert`: `inbound` live messages from others, `outbound` own messages.
   pub fn apply_messages(&mut self, inbound: u32, outbound: u32, now: f64) {
     if inbound > 0 {
-      self.messages_in += u64::from(inbound);
-      self.last_inbound_at = Some(now);
+      let more = self.more_mut();
+      more.messages_in += u64::from(inbound);
+      more.last_inbound_at = now.into();
     }
     if outbound > 0 {
-      self.messages_out += u64::from(outbound);
-      self.last_outbound_at = Some(now);
+      let more = self.more_mut();
+      more.messages_out += u64::from(outbound);
+      more.last_outbound_at = now.into();
     }
     if inbound > 0 || outbound > 0 {
       self.last_activity = now;
@@ -366,10 +520,10 @@ impl SessionState {
     if me.id.is_none() && me.lid.is_none() {
       return false;
     }
-    if self.me.as_deref() == Some(&me) {
+    if self.me() == Some(&me) {
       return false;
     }
-    self.me = Some(Box::new(me));
+    self.more_mut().me = Some(Box::new(me));
     self.last_activity = now;
     true
   }
@@ -380,7 +534,7 @@ impl SessionState {
     let before = (self.status, self.is_connected);
     self.tracked = false;
     self.status = None;
-    self.error = Some(reason);
+    self.set_error(Some(reason));
     self.transition_from(before)
   }
 
@@ -389,13 +543,14 @@ impl SessionState {
   pub fn mark_lease_lost(&mut self, message: String, now: f64) -> Transition {
     let before = (self.status, self.is_connected);
     if self.is_connected {
-      self.disconnects += 1;
-      self.disconnected_at = Some(now);
+      let more = self.more_mut();
+      more.disconnects += 1;
+      more.disconnected_at = now.into();
     }
     self.status = Some(Status::LeaseLost);
     self.is_connected = false;
     self.has_qr = false;
-    self.error = Some(message);
+    self.set_error(Some(message));
     self.last_activity = now;
     self.transition_from(before)
   }
@@ -479,12 +634,50 @@ mod tests {
     }
   }
 
+  /// A state is kept for every session of the process: growing it is a decision, not an
+  /// accident (see `table::tests::record_size_is_pinned` for the whole record).
+  #[test]
+  fn state_size_is_pinned() {
+    assert_eq!(std::mem::size_of::<SessionState>(), 32);
+    assert_eq!(std::mem::size_of::<Time>(), 8);
+  }
+
+  #[test]
+  fn untracked_states_allocate_no_more() {
+    let mut s = SessionState::new(1.0, false, 0);
+    s.apply_patch(
+      StatePatch {
+        is_connected: Some(true),
+        error: Some(None),
+        status: Some(Some(Status::Open)),
+        custom: vec![("never-set".into(), None)],
+        ..Default::default()
+      },
+      2.0,
+    );
+    s.set_connecting_since(None);
+    s.set_stuck_reported(false);
+    assert!(s.more().is_none());
+    assert!(s.custom().is_empty());
+    s.set_error(Some("x".into()));
+    assert_eq!(s.error(), Some("x"));
+    assert!(s.more().is_some());
+  }
+
+  #[test]
+  fn times_without_a_value_are_none() {
+    assert_eq!(Time::NONE.get(), None);
+    assert_eq!(Time::from(Some(5.0)).get(), Some(5.0));
+    assert_eq!(Time::from(None), Time::NONE);
+    assert_ne!(Time::from(1.0), Time::NONE);
+  }
+
   #[test]
   fn new_state_matches_the_drop_in_shape() {
     let s = SessionState::new(1000.0, false, 0);
     assert_eq!((s.created_at, s.last_activity), (1000.0, 1000.0));
     assert!(!s.is_connected);
-    assert_eq!(s.error, None);
+    assert_eq!(s.error(), None);
     assert_eq!(s.status, None);
     assert_eq!(
       SessionState::new(1.0, true, 0).status,
@@ -509,7 +702,7 @@ mod tests {
     assert!(t.changed());
     assert!(s.is_connected);
     assert_eq!(s.last_activity, 2000.0);
-    assert_eq!(s.custom["phone"], "123");
+    assert_eq!(s.custom()["phone"], "123");
     let t = s.apply_patch(
       StatePatch {
         custom: vec![("phone".into(), None)],
@@ -518,8 +711,8 @@ mod tests {
       3000.0,
     );
     assert!(!t.changed());
-    assert!(!s.custom.contains_key("phone"));
-    assert_eq!(s.custom.keys().collect::<Vec<_>>(), ["n"]);
+    assert!(!s.custom().contains_key("phone"));
+    assert_eq!(s.custom().keys().collect::<Vec<_>>(), ["n"]);
   }
 
   #[test]
@@ -536,7 +729,7 @@ mod tests {
     let t = s.apply_connection_update(&update(Some(Connection::Open), None), 2.0);
     assert_eq!(t.status, (Some(Status::Qr), Some(Status::Open)));
     assert!(s.is_connected && !s.has_qr);
-    assert_eq!((s.connects, s.connected_at), (1, Some(2.0)));
+    assert_eq!((s.connects(), s.connected_at()), (1, Some(2.0)));
     s.apply_connection_update(
       &update(
         Some(Connection::Close),
@@ -546,13 +739,13 @@ mod tests {
     );
     assert_eq!(s.status, Some(Status::Replaced));
     assert!(!s.is_connected);
-    assert_eq!(s.error.as_deref(), Some("Stream Errored (conflict)"));
-    let ld = s.last_disconnect.clone().unwrap();
+    assert_eq!(s.error(), Some("Stream Errored (conflict)"));
+    let ld = s.last_disconnect().cloned().unwrap();
     assert_eq!(
       (ld.code, ld.reason.as_deref(), ld.at),
       (Some(440), Some("connectionReplaced"), 3.0)
     );
-    assert_eq!((s.disconnects, s.disconnected_at), (1, Some(3.0)));
+    assert_eq!((s.disconnects(), s.disconnected_at()), (1, Some(3.0)));
     // A plain Error without a status code: closed, code null.
     s.apply_connection_update(
       &update(
@@ -562,11 +755,11 @@ mod tests {
       4.0,
     );
     assert_eq!(s.status, Some(Status::Closed));
-    assert_eq!(s.last_disconnect.as_ref().unwrap().code, None);
-    assert_eq!(s.last_disconnect.as_ref().unwrap().reason, None);
+    assert_eq!(s.last_disconnect().unwrap().code, None);
+    assert_eq!(s.last_disconnect().unwrap().reason, None);
     // Open clears the error, as createSocketWrapper did.
     s.apply_connection_update(&update(Some(Connection::Open), None), 5.0);
-    assert_eq!(s.error, None);
+    assert_eq!(s.error(), None);
   }
 
   #[test]
@@ -604,11 +797,11 @@ mod tests {
     assert!(t.changed());
     assert_eq!(s.status, Some(Status::LeaseLost));
     assert!(!s.is_connected);
-    assert_eq!((s.disconnects, s.disconnected_at), (1, Some(7.0)));
-    assert_eq!(s.error.as_deref(), Some("lease lost"));
+    assert_eq!((s.disconnects(), s.disconnected_at()), (1, Some(7.0)));
+    assert_eq!(s.error(), Some("lease lost"));
     let again = s.mark_lease_lost("lease lost".into(), 8.0);
     assert!(!again.changed());
-    assert_eq!(s.disconnects, 1);
+    assert_eq!(s.disconnects(), 1);
   }
 
   #[test]
@@ -616,12 +809,12 @@ mod tests {
     let mut s = SessionState::new(0.0, true, 0);
     s.apply_messages(2, 0, 5.0);
     assert_eq!(
-      (s.messages_in, s.last_inbound_at, s.last_outbound_at),
+      (s.messages_in(), s.last_inbound_at(), s.last_outbound_at()),
       (2, Some(5.0), None)
     );
     s.apply_messages(0, 1, 6.0);
     assert_eq!(
-      (s.messages_out, s.last_outbound_at, s.last_activity),
+      (s.messages_out(), s.last_outbound_at(), s.last_activity),
       (1, Some(6.0), 6.0)
     );
     s.apply_messages(0, 0, 7.0);

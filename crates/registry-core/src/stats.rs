@@ -34,7 +34,7 @@ fn summary(id: &str, s: &SessionState, now: f64, idle_after_ms: f64) -> SessionS
     created_at: s.created_at,
     last_activity: s.last_activity,
     is_connected: s.is_connected,
-    error: s.error.clone(),
+    error: s.error().map(str::to_owned),
     idle: s.is_idle(now, idle_after_ms),
     status: s.status,
   }

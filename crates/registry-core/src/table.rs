@@ -5,9 +5,10 @@
 //! its owner environment and carries a generation, so an event from a socket that has since
 //! been replaced (even in another thread) is recognised as stale and dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::LazyLock;
 
+use compact_str::CompactString;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use rustc_hash::FxBuildHasher;
@@ -16,37 +17,44 @@ use crate::errors::RegistryError;
 use crate::state::{SessionState, Status, Transition};
 use crate::versions;
 
-/// Identifies one Node environment (main thread or a worker) for the life of the process.
-pub type EnvKey = u64;
+/// Identifies one Node environment (main thread or a worker) for the life of the process
+/// (one per environment ever created: 32 bits do not run out).
+pub type EnvKey = u32;
 
+/// Tells the sockets registered under one id apart: a new one on every registration, from one
+/// process-wide counter. 32 bits, wrapping: an event from a replaced socket could only be
+/// taken for the current one's after 2^32 registrations in between, while that old socket
+/// still emits.
+pub type Generation = u32;
+
+/// One session in the table. Kept for every session of the process, so it is small (56
+/// bytes, pinned by a test): the rare parts of the state are behind one pointer.
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
   pub state: SessionState,
   /// Registration order (kept on replace, as `Map.set` keeps a key's place): the order of
   /// sessions in every listing.
   pub seq: u64,
-  pub generation: u64,
+  pub generation: Generation,
   pub owner: EnvKey,
-  /// When the session last entered `connecting`, for the stuck check.
-  pub connecting_since: Option<f64>,
-  pub stuck_reported: bool,
   /// The record's slot in [`versions`], whose counter every change of the state bumps.
   pub slot: u32,
 }
 
 // Session ids are chosen by the bot that runs the sessions, not by an attacker: a fast hash
-// (FxHash) beats the default SipHash on every lookup, registration and removal.
-static TABLE: LazyLock<DashMap<String, SessionRecord, FxBuildHasher>> =
+// (FxHash) beats the default SipHash on every lookup, registration and removal. Keys are
+// `CompactString`s: an id of up to 24 bytes lives in the key itself, with no allocation.
+static TABLE: LazyLock<DashMap<CompactString, SessionRecord, FxBuildHasher>> =
   LazyLock::new(|| DashMap::with_hasher(FxBuildHasher));
-static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// What `register` found under the id before.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Registered {
-  pub generation: u64,
+  pub generation: Generation,
   /// The owner and generation of the record this one replaced, if any.
-  pub previous: Option<(EnvKey, u64)>,
+  pub previous: Option<(EnvKey, Generation)>,
   pub previous_state: Option<SessionState>,
 }
 
@@ -66,14 +74,18 @@ pub fn register(
   takeover: bool,
   now: f64,
 ) -> Result<Registered, RegistryError> {
-  let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+  let mut generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+  if generation == 0 {
+    // Wrapped: 0 is never issued, so a generation that is no number (read as 0) never matches.
+    generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+  }
+  let mut state = SessionState::new(now, tracked, thread_id);
+  state.set_connecting_since(tracked.then_some(now));
   let mut record = SessionRecord {
-    state: SessionState::new(now, tracked, thread_id),
+    state,
     seq: 0,
     generation,
     owner,
-    connecting_since: tracked.then_some(now),
-    stuck_reported: false,
     slot: versions::NO_SLOT,
   };
   // A replaced id is found without copying it: `entry` needs an owned key, whose allocation
@@ -82,7 +94,7 @@ pub fn register(
   if let Some(mut old) = TABLE.get_mut(id) {
     return replace(id, &mut old, record, owner, takeover);
   }
-  match TABLE.entry(id.to_owned()) {
+  match TABLE.entry(CompactString::from(id)) {
     Entry::Occupied(mut slot) => replace(id, slot.get_mut(), record, owner, takeover),
     Entry::Vacant(slot) => {
       record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +152,7 @@ pub fn is_owned_by(id: &str, owner: EnvKey) -> bool {
 
 /// Removes every record owned by `owner` (an environment going away).
 pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
-  let ids: Vec<String> = TABLE
+  let ids: Vec<CompactString> = TABLE
     .iter()
     .filter(|r| r.owner == owner)
     .map(|r| r.key().clone())
@@ -148,7 +160,10 @@ pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
   ids
     .into_iter()
     .filter_map(|id| TABLE.remove_if(&id, |_, r| r.owner == owner))
-    .inspect(|(_, r)| versions::free(r.slot))
+    .map(|(id, r)| {
+      versions::free(r.slot);
+      (id.into_string(), r)
+    })
     .collect()
 }
 
@@ -171,7 +186,7 @@ pub struct Applied<T> {
 /// the two states are copied for the listeners.
 pub fn update<T>(
   id: &str,
-  generation: Option<u64>,
+  generation: Option<Generation>,
   want_copies: impl FnOnce() -> bool,
   f: impl FnOnce(&mut SessionRecord) -> (T, Option<Transition>),
 ) -> Option<Applied<T>> {
@@ -183,11 +198,12 @@ pub fn update<T>(
   let (value, transition) = f(&mut record);
   let version = versions::bump(record.slot);
   if let Some(t) = transition {
+    let state = &mut record.state;
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
-      record.connecting_since = Some(record.state.last_activity);
-      record.stuck_reported = false;
+      state.set_connecting_since(Some(state.last_activity));
+      state.set_stuck_reported(false);
     } else if t.status.1 != Some(Status::Connecting) {
-      record.connecting_since = None;
+      state.set_connecting_since(None);
     }
   }
   let change = match (transition, before) {
@@ -228,7 +244,7 @@ pub fn seq_of(id: &str) -> Option<u64> {
 /// Calls `f` for every record, without copying. `f` must not touch the table.
 pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
   for r in TABLE.iter() {
-    f(r.key(), r.value());
+    f(r.key().as_str(), r.value());
   }
 }
 
@@ -236,7 +252,7 @@ pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
 pub fn all() -> Vec<(String, SessionState)> {
   let mut out: Vec<(u64, String, SessionState)> = TABLE
     .iter()
-    .map(|r| (r.seq, r.key().clone(), r.state.clone()))
+    .map(|r| (r.seq, r.key().to_string(), r.state.clone()))
     .collect();
   out.sort_unstable_by_key(|r| r.0);
   out.into_iter().map(|(_, id, s)| (id, s)).collect()
@@ -246,13 +262,13 @@ pub fn all() -> Vec<(String, SessionState)> {
 pub fn take_newly_stuck(now: f64, stuck_after_ms: f64) -> Vec<(String, SessionState)> {
   let mut out = Vec::new();
   for mut r in TABLE.iter_mut() {
-    if r.stuck_reported || r.state.status != Some(Status::Connecting) {
+    if r.state.stuck_reported() || r.state.status != Some(Status::Connecting) {
       continue;
     }
-    if let Some(since) = r.connecting_since {
+    if let Some(since) = r.state.connecting_since() {
       if now - since > stuck_after_ms {
-        r.stuck_reported = true;
-        out.push((r.key().clone(), r.state.clone()));
+        r.state.set_stuck_reported(true);
+        out.push((r.key().to_string(), r.state.clone()));
       }
     }
   }
@@ -272,6 +288,29 @@ pub(crate) mod tests {
 
   // The table is process-wide, so its tests take turns.
   pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
+
+  /// A record is kept for every session of the process: growing it (or its key) is a
+  /// decision, not an accident.
+  #[test]
+  fn record_size_is_pinned() {
+    assert_eq!(std::mem::size_of::<SessionRecord>(), 56);
+    assert_eq!(std::mem::size_of::<CompactString>(), 24);
+    assert_eq!(std::mem::size_of::<(CompactString, SessionRecord)>(), 80);
+  }
+
+  #[test]
+  fn long_ids_work_as_keys() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    let long = "a-session-id-longer-than-twenty-four-bytes";
+    for id in ["", "short", "exactly-24-bytes-long-id", long] {
+      register(id, 1, 0, false, false, 1.0).unwrap();
+      assert!(is_owned_by(id, 1), "{id}");
+    }
+    assert_eq!(all().last().unwrap().0, long);
+    assert!(remove_owned(long, 1).is_some());
+    assert_eq!(remove_owned_by(1).len(), 3);
+  }
 
   #[test]
   fn register_replace_and_ownership() {
@@ -382,7 +421,7 @@ pub(crate) mod tests {
       .map(|t| {
         std::thread::spawn(move || {
           let own = format!("own{t}");
-          register(&own, 10 + t, t as u32, false, false, 0.0).unwrap();
+          register(&own, 10 + t, t, false, false, 0.0).unwrap();
           for i in 0..10_000u64 {
             for id in ["shared", own.as_str()] {
               update(
@@ -392,7 +431,7 @@ pub(crate) mod tests {
                 |r| {
                   let n = r
                     .state
-                    .custom
+                    .custom()
                     .get("n")
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0);
@@ -411,9 +450,9 @@ pub(crate) mod tests {
     for t in threads {
       t.join().unwrap();
     }
-    assert_eq!(get("shared").unwrap().custom["n"], 40_000);
+    assert_eq!(get("shared").unwrap().custom()["n"], 40_000);
     for t in 0..4 {
-      assert_eq!(get(&format!("own{t}")).unwrap().custom["n"], 10_000);
+      assert_eq!(get(&format!("own{t}")).unwrap().custom()["n"], 10_000);
     }
     assert_eq!(remove_owned_by(12).len(), 1);
     assert!(get("own2").is_none());
