@@ -283,15 +283,15 @@ fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
     // Packed straight from the table (no copy of the states); the version is read under the
     // record's lock, with the state it belongs to.
     table::for_each(|id, r| {
-      let version = versions::get(r.slot);
-      seqs.push(r.seq);
-      let known = r.slot != versions::NO_SLOT && seen.get(r.slot as usize) == Some(&version);
+      let version = versions::get(r.slot());
+      seqs.push(r.seq());
+      let known = r.slot() != versions::NO_SLOT && seen.get(r.slot() as usize) == Some(&version);
       if known {
-        order.push((r.slot, version, -1.0));
+        order.push((r.slot(), version, -1.0));
         return;
       }
       let at = rows.len();
-      order.push((r.slot, version, (at / ALL_ROW) as f64));
+      order.push((r.slot(), version, (at / ALL_ROW) as f64));
       rows.resize(at + ALL_ROW, 0.0);
       rows[at] = text.len() as f64;
       rows[at + 1] = f64::from(text.push_str(id));
@@ -444,7 +444,7 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
       sizes[2] += i32::from(st.is_connected);
       sizes[3] += i32::from(!st.is_connected);
       m[6] = st.status.map_or(-1, |s| s.index() as i32);
-      seqs.push(r.seq);
+      seqs.push(r.seq());
       rows.push(m);
     });
     let n = rows.len();

@@ -46,7 +46,7 @@ pub fn collect(now: f64, idle_after_ms: f64) -> Stats {
   let mut by_status = StatusCounts::default();
   table::for_each(|id, r| {
     by_status[status_index(r.state.status)] += 1;
-    rows.push((r.seq, summary(id, &r.state, now, idle_after_ms)));
+    rows.push((r.seq(), summary(id, &r.state, now, idle_after_ms)));
   });
   rows.sort_unstable_by_key(|r| r.0);
   Stats {

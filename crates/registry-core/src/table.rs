@@ -27,18 +27,47 @@ pub type EnvKey = u32;
 /// still emits.
 pub type Generation = u32;
 
-/// One session in the table. Kept for every session of the process, so it is small (56
-/// bytes, pinned by a test): the rare parts of the state are behind one pointer.
+/// One session in the table. Kept for every session of the process, so it is small (48
+/// bytes, pinned by a test): the rare parts of the state are behind one pointer, and the
+/// registration order shares a word with the version slot.
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
   pub state: SessionState,
-  /// Registration order (kept on replace, as `Map.set` keeps a key's place): the order of
-  /// sessions in every listing.
-  pub seq: u64,
+  /// [`Self::seq`] in the high bits, [`Self::slot`] in the low [`SLOT_BITS`].
+  seq_slot: u64,
   pub generation: Generation,
   pub owner: EnvKey,
+}
+
+/// Bits of a record's version slot: every slot [`versions`] hands out, and `NO_SLOT`.
+const SLOT_BITS: u32 = 23;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+const _: () = assert!((versions::SLOTS as u64) < SLOT_MASK);
+
+impl SessionRecord {
+  /// Registration order (kept on replace, as `Map.set` keeps a key's place): the order of
+  /// sessions in every listing. 41 bits: listings would only mix up sessions registered
+  /// before and after 2^41 (two trillion) new ids in one process.
+  pub fn seq(&self) -> u64 {
+    self.seq_slot >> SLOT_BITS
+  }
+
   /// The record's slot in [`versions`], whose counter every change of the state bumps.
-  pub slot: u32,
+  pub fn slot(&self) -> u32 {
+    match self.seq_slot & SLOT_MASK {
+      SLOT_MASK => versions::NO_SLOT,
+      slot => slot as u32,
+    }
+  }
+
+  fn set_seq_slot(&mut self, seq: u64, slot: u32) {
+    let slot = if slot == versions::NO_SLOT {
+      SLOT_MASK
+    } else {
+      u64::from(slot)
+    };
+    self.seq_slot = (seq << SLOT_BITS) | slot;
+  }
 }
 
 // Session ids are chosen by the bot that runs the sessions, not by an attacker: a fast hash
@@ -83,10 +112,9 @@ pub fn register(
   state.set_connecting_since(tracked.then_some(now));
   let mut record = SessionRecord {
     state,
-    seq: 0,
+    seq_slot: SLOT_MASK,
     generation,
     owner,
-    slot: versions::NO_SLOT,
   };
   // A replaced id is found without copying it: `entry` needs an owned key, whose allocation
   // showed in perf on every replace. A new id is looked up twice (the entry locks again, so a
@@ -97,8 +125,7 @@ pub fn register(
   match TABLE.entry(CompactString::from(id)) {
     Entry::Occupied(mut slot) => replace(id, slot.get_mut(), record, owner, takeover),
     Entry::Vacant(slot) => {
-      record.seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
-      record.slot = versions::alloc();
+      record.set_seq_slot(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), versions::alloc());
       slot.insert(record);
       Ok(Registered {
         generation,
@@ -125,9 +152,8 @@ fn replace(
     });
   }
   let previous = Some((old.owner, old.generation));
-  record.seq = old.seq;
-  record.slot = old.slot;
-  versions::bump(record.slot);
+  record.seq_slot = old.seq_slot;
+  versions::bump(record.slot());
   let generation = record.generation;
   std::mem::swap(old, &mut record);
   Ok(Registered {
@@ -141,7 +167,7 @@ fn replace(
 /// (another thread may have taken the id over meanwhile; that record is not ours to remove).
 pub fn remove_owned(id: &str, owner: EnvKey) -> Option<SessionRecord> {
   let (_, r) = TABLE.remove_if(id, |_, r| r.owner == owner)?;
-  versions::free(r.slot);
+  versions::free(r.slot());
   Some(r)
 }
 
@@ -161,7 +187,7 @@ pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
     .into_iter()
     .filter_map(|id| TABLE.remove_if(&id, |_, r| r.owner == owner))
     .map(|(id, r)| {
-      versions::free(r.slot);
+      versions::free(r.slot());
       (id.into_string(), r)
     })
     .collect()
@@ -196,7 +222,8 @@ pub fn update<T>(
   }
   let before = want_copies().then(|| record.state.clone());
   let (value, transition) = f(&mut record);
-  let version = versions::bump(record.slot);
+  let slot = record.slot();
+  let version = versions::bump(slot);
   if let Some(t) = transition {
     let state = &mut record.state;
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
@@ -213,7 +240,7 @@ pub fn update<T>(
   Some(Applied {
     value,
     change,
-    slot: record.slot,
+    slot,
     version,
   })
 }
@@ -223,7 +250,7 @@ pub fn update<T>(
 pub fn with_state<T>(id: &str, f: impl FnOnce(&SessionState, u32, u32) -> T) -> Option<T> {
   TABLE
     .get(id)
-    .map(|r| f(&r.state, r.slot, versions::get(r.slot)))
+    .map(|r| f(&r.state, r.slot(), versions::get(r.slot())))
 }
 
 pub fn get(id: &str) -> Option<SessionState> {
@@ -238,7 +265,7 @@ pub fn for_one(id: &str, f: impl FnOnce(&SessionRecord)) {
 }
 
 pub fn seq_of(id: &str) -> Option<u64> {
-  TABLE.get(id).map(|r| r.seq)
+  TABLE.get(id).map(|r| r.seq())
 }
 
 /// Calls `f` for every record, without copying. `f` must not touch the table.
@@ -252,7 +279,7 @@ pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
 pub fn all() -> Vec<(String, SessionState)> {
   let mut out: Vec<(u64, String, SessionState)> = TABLE
     .iter()
-    .map(|r| (r.seq, r.key().to_string(), r.state.clone()))
+    .map(|r| (r.seq(), r.key().to_string(), r.state.clone()))
     .collect();
   out.sort_unstable_by_key(|r| r.0);
   out.into_iter().map(|(_, id, s)| (id, s)).collect()
@@ -293,9 +320,30 @@ pub(crate) mod tests {
   /// decision, not an accident.
   #[test]
   fn record_size_is_pinned() {
-    assert_eq!(std::mem::size_of::<SessionRecord>(), 56);
+    assert_eq!(std::mem::size_of::<SessionRecord>(), 48);
     assert_eq!(std::mem::size_of::<CompactString>(), 24);
-    assert_eq!(std::mem::size_of::<(CompactString, SessionRecord)>(), 80);
+    assert_eq!(std::mem::size_of::<(CompactString, SessionRecord)>(), 72);
+  }
+
+  #[test]
+  fn seq_and_slot_share_a_word() {
+    let mut r = SessionRecord {
+      state: SessionState::new(0.0, false, 0),
+      seq_slot: SLOT_MASK,
+      generation: 1,
+      owner: 1,
+    };
+    assert_eq!((r.seq(), r.slot()), (0, versions::NO_SLOT));
+    let last = versions::SLOTS as u32 - 1;
+    for (seq, slot) in [
+      (1, 0),
+      (7, last),
+      ((1 << 41) - 1, 5),
+      (3, versions::NO_SLOT),
+    ] {
+      r.set_seq_slot(seq, slot);
+      assert_eq!((r.seq(), r.slot()), (seq, slot));
+    }
   }
 
   #[test]

@@ -18,7 +18,9 @@ use std::sync::{Mutex, OnceLock};
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SLOTS: usize = 1 << PAGE_SHIFT;
 const MAX_PAGES: usize = 1024;
-/// A record without a slot (more than `MAX_PAGES * PAGE_SLOTS` sessions at once): its state is
+/// Slots there can be at once.
+pub const SLOTS: usize = MAX_PAGES * PAGE_SLOTS;
+/// A record without a slot (more than [`SLOTS`] sessions at once): its state is
 /// never cached.
 pub const NO_SLOT: u32 = u32::MAX;
 
@@ -75,7 +77,7 @@ pub fn alloc() -> u32 {
       let mut free = lock_free();
       match free.0.pop() {
         Some(s) => s,
-        None if (free.1 as usize) < MAX_PAGES * PAGE_SLOTS => {
+        None if (free.1 as usize) < SLOTS => {
           free.1 += 1;
           free.1 - 1
         }
