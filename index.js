@@ -1443,7 +1443,7 @@ function refreshCached (id, names, values, n) {
     }
   }
   state.lastActivity = m[2]
-  c.version = m[1]
+  c.version = m[1] >>> 0
 }
 
 /**
@@ -1480,7 +1480,8 @@ function getSessionState (sessionId) {
   }
   const m = SCRATCH
   const slot = m[0]
-  const version = m[1]
+  // >>> 0: a small integer while it fits, which compares with the page's values a little faster.
+  const version = m[1] >>> 0
   const customLen = m[2] | 0
   // Parsed once per change; each answer gets its own copy (cloneData).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
