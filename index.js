@@ -1194,8 +1194,9 @@ const NewFunction = Function
 //   checks; anything else goes to the native reader of the object itself. Both apply the same
 //   rules (registry_core::update), with the same errors.
 // - Results are shaped here from the state layout the binding declares once
-//   (registry_core::layout::FIELDS): at load, two small functions are generated from it that
-//   build the objects with object literals.
+//   (registry_core::layout::FIELDS): at load, small functions are generated from it that
+//   build the objects with object literals; copies of custom data read often enough get their
+//   own generated copier too (see customCopy).
 // - getSessionState keeps, per thread, the last state shaped for each id with the version it
 //   had; every change of a session bumps its version in memory shared with the native table,
 //   so while the version holds, a copy of the cached state is the answer, without a native call.
@@ -1483,7 +1484,7 @@ function getSessionState (sessionId) {
   // >>> 0: a small integer while it fits, which compares with the page's values a little faster.
   const version = m[1] >>> 0
   const customLen = m[2] | 0
-  // Parsed once per change; each answer gets its own copy (cloneData).
+  // Parsed once per change; each answer gets its own copy (withCustom, or a compiled copier).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
   const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
   if (slot === NO_SLOT) {
