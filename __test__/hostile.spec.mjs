@@ -75,6 +75,15 @@ describe('getAllSockets with JavaScript that unregisters meanwhile', () => {
   })
 })
 
+describe('getStats and getAllSessions with a setter on Array.prototype', () => {
+  test('a setter for index 0 that calls them again and swallows the value: no crash, full answers', () => {
+    assertChild('array-index-setter', [{
+      outer: { total: 3, errors: 1, ids: ['a', 'b', 'c'], custom: 2 },
+      innerAgree: true
+    }])
+  })
+})
+
 describe('limits on what one updateSessionState reads', () => {
   test('an array claiming 2^32 - 1 elements is refused before anything is allocated', () => {
     assertChild('huge-array-length', [{ code: 'ERR_STATE_TOO_LARGE' }])

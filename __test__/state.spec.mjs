@@ -431,3 +431,24 @@ test('the shaped state is the very object the native conversion builds (waitForS
     assert.deepEqual(getAllSessions()[id], fromNative, `${id} in getAllSessions`)
   }
 })
+
+test('getStats and getAllSessions keep their working memory for the next call, except what a very large registry needed', () => {
+  // `__workMemory()`: the bytes this thread keeps between calls, [getAllSessions', getStats'].
+  for (let i = 0; i < 1000; i++) fresh(`w${i}`)
+  updateSessionState('w1', { error: 'e' })
+  assert.equal(getStats().totalSessions, 1000)
+  assert.equal(Object.keys(getAllSessions()).length, 1000)
+  const [all, stats] = binding.__workMemory()
+  assert.ok(all > 0 && stats > 0, `kept at 1,000 sessions: ${all}, ${stats}`)
+  // At 100,000 sessions both calls need more than the budget (8 MiB): a thread that asked
+  // once does not carry it on.
+  for (let i = 1000; i < 100_000; i++) fresh(`w${i}`)
+  assert.equal(getStats().totalSessions, 100_000)
+  assert.equal(Object.keys(getAllSessions()).length, 100_000)
+  assert.deepEqual(binding.__workMemory(), [0, 0])
+  // And the next call over fewer sessions works from nothing.
+  clearAll()
+  fresh('after')
+  assert.equal(getStats().totalSessions, 1)
+  assert.ok(binding.__workMemory()[1] > 0)
+})

@@ -362,8 +362,35 @@ pub fn strict_equals(env: Env, a: Value, b: Value) -> bool {
   unsafe { sys::napi_strict_equals(env, a, b, &mut same) == sys::Status::napi_ok && same }
 }
 
+/// Defines element `i` of a fresh array as an own data property: assignment would run a
+/// setter that a caller put on `Array.prototype` for that index, JavaScript running in the
+/// middle of building an answer.
 pub fn set_element(env: Env, arr: Value, i: u32, v: Value) -> JsResult<()> {
-  ok(unsafe { sys::napi_set_element(env, arr, i, v) })
+  // The index in decimal, NUL-terminated: at most 10 digits.
+  let mut name = [0u8; 11];
+  let mut at = name.len() - 1;
+  let mut rest = i;
+  loop {
+    at -= 1;
+    name[at] = b'0' + (rest % 10) as u8;
+    rest /= 10;
+    if rest == 0 {
+      break;
+    }
+  }
+  let desc = sys::napi_property_descriptor {
+    utf8name: name[at..].as_ptr().cast(),
+    name: ptr::null_mut(),
+    method: None,
+    getter: None,
+    setter: None,
+    value: v,
+    attributes: sys::PropertyAttributes::writable
+      | sys::PropertyAttributes::enumerable
+      | sys::PropertyAttributes::configurable,
+    data: ptr::null_mut(),
+  };
+  ok(unsafe { sys::napi_define_properties(env, arr, 1, &desc) })
 }
 
 pub fn get_element(env: Env, arr: Value, i: u32) -> JsResult<Value> {

@@ -267,15 +267,17 @@ struct AllWork {
 
 fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
   let seen = u32_view(env, seen);
-  ALL_WORK.with(|work| {
-    let mut work = work.borrow_mut();
+  // Taken out of the thread's cell for the call (and put back after): nothing borrowed is held
+  // while Node-API runs, whatever JavaScript that may reach.
+  let mut work = ALL_WORK.take();
+  let answer = {
     let AllWork {
       seqs,
       order,
       rows,
       text,
       sorting,
-    } = &mut *work;
+    } = &mut work;
     seqs.clear();
     order.clear();
     rows.clear();
@@ -313,12 +315,48 @@ fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
     trim(rows);
     trim(&mut text.latin1);
     js::array_of(env, values.into_iter())
-  })
+  };
+  if work.held() <= WORK_BUDGET {
+    ALL_WORK.set(work);
+  }
+  answer
+}
+
+impl AllWork {
+  /// Bytes of working memory this thread keeps.
+  fn held(&self) -> usize {
+    bytes(&self.seqs)
+      + bytes(&self.order)
+      + bytes(&self.rows)
+      + self.text.held()
+      + self.sorting.held()
+  }
+}
+
+/// Bytes of working memory this thread keeps between calls: `[getAllSessions', getStats']`.
+/// For the tests, which check that a call over a very large registry gives its memory back.
+#[napi(js_name = "__workMemory", skip_typescript)]
+pub fn work_memory() -> Vec<u32> {
+  let all = ALL_WORK.with(|w| w.borrow().held());
+  let stats = STATS_WORK.with(|w| w.borrow().held());
+  [all, stats]
+    .map(|b| u32::try_from(b).unwrap_or(u32::MAX))
+    .to_vec()
 }
 
 /// Working memory kept by a thread between calls is trimmed to this many elements (or twice
 /// what the call needed).
 const KEEP: usize = 1 << 16;
+
+/// A thread keeps at most this much working memory per kind of call: what a call over a very
+/// large registry needed (about 100 bytes a session) is given back at once, or a bot that asks
+/// for statistics of 100,000 sessions now and then would carry megabytes between its calls.
+/// Allocating it again costs page faults, small beside such a call.
+const WORK_BUDGET: usize = 8 << 20;
+
+fn bytes<T>(v: &Vec<T>) -> usize {
+  v.capacity() * std::mem::size_of::<T>()
+}
 
 /// What a burst of changes needed is not kept for good: at most twice this call's need, or
 /// [`KEEP`] elements.
@@ -368,6 +406,10 @@ impl SeqOrder {
     trim(pairs);
     perm
   }
+
+  fn held(&self) -> usize {
+    bytes(&self.perm) + bytes(&self.places) + bytes(&self.pairs)
+  }
 }
 
 /// One `getStats` row: where its text starts, the lengths of id, createdAt, lastActivity (or
@@ -404,14 +446,16 @@ struct StatsWork {
 }
 
 fn stats_js(env: js::Env) -> JsResult<Value> {
-  STATS_WORK.with(|work| {
-    let mut work = work.borrow_mut();
+  // Taken out of the thread's cell for the call (and put back after): nothing borrowed is held
+  // while Node-API runs, whatever JavaScript that may reach.
+  let mut work = STATS_WORK.take();
+  let answer = {
     let StatsWork {
       seqs,
       rows,
       text,
       sorting,
-    } = &mut *work;
+    } = &mut work;
     seqs.clear();
     rows.clear();
     text.clear();
@@ -468,7 +512,18 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
     ];
     trim(&mut text.latin1);
     js::array_of(env, values.into_iter())
-  })
+  };
+  if work.held() <= WORK_BUDGET {
+    STATS_WORK.set(work);
+  }
+  answer
+}
+
+impl StatsWork {
+  /// Bytes of working memory this thread keeps.
+  fn held(&self) -> usize {
+    bytes(&self.seqs) + bytes(&self.rows) + self.text.held() + self.sorting.held()
+  }
 }
 
 /// A plain object of named integer constants, as index.js reads the layout's codes.

@@ -183,6 +183,11 @@ impl Text {
     self.len() == 0
   }
 
+  /// Bytes of memory held (capacity, not length).
+  pub fn held(&self) -> usize {
+    self.latin1.capacity() + self.wide.as_ref().map_or(0, |w| 2 * w.capacity())
+  }
+
   /// Appends ASCII bytes.
   pub fn push_ascii(&mut self, bytes: &[u8]) {
     match &mut self.wide {
