@@ -1194,8 +1194,9 @@ const NewFunction = Function
 //   checks; anything else goes to the native reader of the object itself. Both apply the same
 //   rules (registry_core::update), with the same errors.
 // - Results are shaped here from the state layout the binding declares once
-//   (registry_core::layout::FIELDS): at load, two small functions are generated from it that
-//   build the objects with object literals.
+//   (registry_core::layout::FIELDS): at load, small functions are generated from it that
+//   build the objects with object literals; copies of custom data read often enough get their
+//   own generated copier too (see customCopy).
 // - getSessionState keeps, per thread, the last state shaped for each id with the version it
 //   had; every change of a session bumps its version in memory shared with the native table,
 //   so while the version holds, a copy of the cached state is the answer, without a native call.
@@ -1234,13 +1235,15 @@ const KNOWN_STATUS_SHIFT = KNOWN.statusShift
 const STATUS_INDEX = create(null)
 for (let i = 0; i < STATUS_NAMES.length; i++) STATUS_INDEX[STATUS_NAMES[i]] = i
 
-const { shape, shapeCustom, copy, copyCustom } = compileShapers(LAYOUT.fields)
+const { shape, copy, copyCustom, copyFieldsSource } = compileShapers(LAYOUT.fields)
 
 /**
  * Generates, from the layout, `shape(m, b, t, at)` (a state from the numbers of `m` from `b`
- * and the strings of `t` from `at`) and `copy(o)` (a copy of such a state with fresh nested
- * objects), and variants of both that add the custom keys of `custom`. Object literals define
- * their keys, so no setter on Object.prototype runs.
+ * and the strings of `t` from `at`), `copy(o)` (a copy of such a state with fresh nested
+ * objects) and `copyCustom(o, custom)` (the same with the keys of `custom` spread after), and
+ * gives the source of copy's literal (`copyFieldsSource`, reading `o` with the locals g1-g3)
+ * for the copiers of custom structures. Object literals define their keys, so no setter on
+ * Object.prototype runs.
  */
 function compileShapers (fields) {
   let slot = 0
@@ -1277,19 +1280,17 @@ function compileShapers (fields) {
   // Separate variants without the custom keys: a spread, even of undefined, makes V8 build the
   // literal on a slower path.
   const shapeBody = `let n, x; return {${shaped(fields)}}`
-  slot = 0
-  const shapeCustomBody = `let n, x; return {${shaped(fields)}, ...custom}`
-  const copyBody = `let g1, g2, g3; return {${copied(fields, 'o', 1)}}`
-  const copyCustomBody = `let g1, g2, g3; return {${copied(fields, 'o', 1)}, ...custom}`
+  const copyFieldsSource = copied(fields, 'o', 1)
+  const copyBody = `let g1, g2, g3; return {${copyFieldsSource}}`
+  const copyCustomBody = `let g1, g2, g3; return {${copyFieldsSource}, ...custom}`
   // eslint-disable-next-line no-new-func
   const make = new NewFunction('S', `'use strict'
     return {
       shape: function shape (m, b, t, at) { ${shapeBody} },
-      shapeCustom: function shapeCustom (m, b, t, at, custom) { ${shapeCustomBody} },
       copy: function copy (o) { ${copyBody} },
       copyCustom: function copyCustom (o, custom) { ${copyCustomBody} }
     }`)
-  return make(STATUS_NAMES)
+  return { ...make(STATUS_NAMES), copyFieldsSource }
 }
 
 // Version pages (Uint32Array views of the native counters), by page number.
@@ -1304,8 +1305,9 @@ function versionPage (slot) {
   return page
 }
 
-// Per thread: id -> { slot, page, index, version, state, custom } of the last state shaped for
-// it (`custom`: the parsed custom keys). An entry goes when its session is found gone; `state`
+// Per thread: id -> { slot, page, index, version, state, custom, reads, copier, structure } of
+// the last state shaped for it (`custom`: the parsed custom keys; the last three: how its
+// custom data is copied, see customCopy). An entry goes when its session is found gone; `state`
 // and `custom` are never handed out, only copies. An update made by this thread brings the
 // entry along (`refreshCached`) instead of making the next read ask again.
 const stateCache = ownMap()
@@ -1428,6 +1430,10 @@ function refreshCached (id, names, values, n) {
         return
       }
       let custom = c.custom
+      // Its structure may change: copied the generic way until it is looked at again.
+      c.reads = 0
+      c.copier = undefined
+      c.structure = undefined
       if (custom === undefined) {
         custom = {}
         c.custom = custom
@@ -1438,7 +1444,7 @@ function refreshCached (id, names, values, n) {
     }
   }
   state.lastActivity = m[2]
-  c.version = m[1]
+  c.version = m[1] >>> 0
 }
 
 /**
@@ -1464,7 +1470,9 @@ function rest (updates, names, done, values) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    return c.custom === undefined ? copy(c.state) : withCustom(c.state, c.custom)
+    if (c.custom === undefined) return copy(c.state)
+    const copier = c.copier
+    return copier !== undefined ? copier(c.state, c.custom) : customCopy(c)
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -1473,9 +1481,10 @@ function getSessionState (sessionId) {
   }
   const m = SCRATCH
   const slot = m[0]
-  const version = m[1]
+  // >>> 0: a small integer while it fits, which compares with the page's values a little faster.
+  const version = m[1] >>> 0
   const customLen = m[2] | 0
-  // Parsed once per change; each answer gets its own copy (cloneData).
+  // Parsed once per change; each answer gets its own copy (withCustom, or a compiled copier).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
   const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
   if (slot === NO_SLOT) {
@@ -1488,10 +1497,167 @@ function getSessionState (sessionId) {
     c.version = version
     c.state = state
     c.custom = custom
+    c.reads = 0
+    c.copier = undefined
+    c.structure = undefined
   } else {
-    stateCache.set(sessionId, { slot, page: versionPage(slot), index: slot & PAGE_MASK, version, state, custom })
+    stateCache.set(sessionId, {
+      slot,
+      page: versionPage(slot),
+      index: slot & PAGE_MASK,
+      version,
+      state,
+      custom,
+      reads: 0,
+      copier: undefined,
+      structure: undefined
+    })
   }
   return custom === undefined ? copy(state) : withCustom(state, custom)
+}
+
+// Compiled copiers for the custom data of cached entries. The generic copy (withCustom) walks
+// the data on every read; a copier generated for one structure (the keys, in order, and the
+// kinds of every value, leaves being primitives) builds the whole answer in one literal. An
+// entry's structure is computed at its LOOK_AT-th read of a version (most versions are read
+// once or twice: nothing spent on them), and a copier is compiled once the structure has been
+// seen in COMPILE_AFTER versions, or when one entry reaches its COMPILE_AT-th read of a version.
+const LOOK_AT = 4
+const COMPILE_AFTER = 8
+const COMPILE_AT = 64
+// Larger or deeper data stays generic: the source, and V8's work on it, grow with the data.
+const STRUCTURE_VALUES = 64
+const STRUCTURE_DEPTH = 8
+// Structures by signature, { seen, copier }: at most 2 x STRUCTURES_KEPT, the older half
+// dropped when the newer one is full (a structure in use is found again in the older half and
+// moved back).
+const STRUCTURES_KEPT = 128
+let structures = ownMap()
+let olderStructures = ownMap()
+
+/**
+ * The copy of a cached entry `c` with custom data, read while `c.copier` is not set: counts the
+ * read, looks at the structure or compiles its copier when the time comes, and copies the
+ * generic way.
+ */
+function customCopy (c) {
+  const reads = ++c.reads
+  if (reads === LOOK_AT) {
+    const signature = structureOf(c.custom)
+    if (signature === undefined) {
+      c.copier = withCustom
+    } else {
+      const s = structureFor(signature)
+      if (s.copier === undefined && ++s.seen >= COMPILE_AFTER) s.copier = compileCopier(c.custom)
+      if (s.copier !== undefined) c.copier = s.copier
+      else c.structure = s
+    }
+  } else if (reads > LOOK_AT && c.structure !== undefined) {
+    const s = c.structure
+    if (s.copier === undefined && reads >= COMPILE_AT) s.copier = compileCopier(c.custom)
+    if (s.copier !== undefined) {
+      c.copier = s.copier
+      c.structure = undefined
+    }
+  }
+  return withCustom(c.state, c.custom)
+}
+
+/** The record of the structure `signature`, found or added. */
+function structureFor (signature) {
+  let s = structures.get(signature)
+  if (s !== undefined) return s
+  s = olderStructures.get(signature)
+  if (s === undefined) s = { seen: 0, copier: undefined }
+  if (structures.size >= STRUCTURES_KEPT) {
+    olderStructures = structures
+    structures = ownMap()
+  }
+  structures.set(signature, s)
+  return s
+}
+
+/**
+ * The signature of the structure of `custom` (parsed JSON: plain objects, dense arrays,
+ * primitives): own keys in order, written as JSON strings, and the kind of every value; or
+ * `undefined` past STRUCTURE_VALUES values or STRUCTURE_DEPTH levels.
+ */
+function structureOf (custom) {
+  let values = 0
+  function walk (v, depth) {
+    if (depth > STRUCTURE_DEPTH) return undefined
+    let sig
+    if (isArray(v)) {
+      values += v.length
+      if (values > STRUCTURE_VALUES) return undefined
+      sig = '['
+      for (let i = 0; i < v.length; i++) {
+        const item = v[i]
+        if (typeof item === 'object' && item !== null) {
+          const inner = walk(item, depth + 1)
+          if (inner === undefined) return undefined
+          sig += inner + ','
+        } else {
+          sig += 'p,'
+        }
+      }
+      return sig + ']'
+    }
+    const names = objectKeys(v)
+    values += names.length
+    if (values > STRUCTURE_VALUES) return undefined
+    sig = '{'
+    for (let i = 0; i < names.length; i++) {
+      const item = v[names[i]]
+      sig += stringify(names[i]) + ':'
+      if (typeof item === 'object' && item !== null) {
+        const inner = walk(item, depth + 1)
+        if (inner === undefined) return undefined
+        sig += inner + ','
+      } else {
+        sig += 'p,'
+      }
+    }
+    return sig + '}'
+  }
+  return walk(custom, 1)
+}
+
+/**
+ * A copier `(state, custom)` for data of the structure of `custom` (within the bounds of
+ * structureOf): one object literal with the state's fields (as `copy`) then the custom keys,
+ * every nested object and array a literal of its own, read through the locals v1-v8 (one per
+ * level). Keys are written as JSON strings; `__proto__` as a computed key, which defines an
+ * own data property (a plain `__proto__:` would set the prototype).
+ */
+function compileCopier (custom) {
+  function value (v, from, depth) {
+    if (typeof v !== 'object' || v === null) return from
+    const local = `v${depth}`
+    return `(${local} = ${from}, ${literal(v, local, depth)})`
+  }
+  function literal (v, from, depth) {
+    const parts = []
+    if (isArray(v)) {
+      for (let i = 0; i < v.length; i++) parts.push(value(v[i], `${from}[${i}]`, depth + 1))
+      return `[${parts.join(', ')}]`
+    }
+    const names = objectKeys(v)
+    for (let i = 0; i < names.length; i++) parts.push(property(names[i], v[names[i]], from, depth))
+    return `{${parts.join(', ')}}`
+  }
+  function property (name, v, from, depth) {
+    const key = stringify(name)
+    return `${name === '__proto__' ? `[${key}]` : key}: ${value(v, `${from}[${key}]`, depth + 1)}`
+  }
+  const names = objectKeys(custom)
+  let source = copyFieldsSource
+  for (let i = 0; i < names.length; i++) source += ', ' + property(names[i], custom[names[i]], 'c', 0)
+  const locals = ['g1', 'g2', 'g3']
+  for (let d = 1; d <= STRUCTURE_DEPTH; d++) locals.push(`v${d}`)
+  // eslint-disable-next-line no-new-func
+  return new NewFunction(`'use strict'
+    return function copyStructure (o, c) { let ${locals.join(', ')}; return {${source}} }`)()
 }
 
 /**
