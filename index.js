@@ -1333,8 +1333,13 @@ function updateSessionState (sessionId, updates) {
   const n = names.length
   if (n > FAST_KEYS) return nativeUpdate(sessionId, updates)
   // What was read: for the flat form, for the cached state, and for the object reader if it
-  // has to take over.
-  const values = new Array(n)
+  // has to take over. Its elements exist from the start (a literal, or the keys of `names`),
+  // so storing a value never reaches a setter a caller put on Object.prototype for an index,
+  // which would swallow it and turn the key into a removal. The literal costs about a
+  // nanosecond; the keys about fifty, for the rare update of more than 8 keys.
+  const values = n <= 8
+    ? [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined]
+    : objectKeys(names)
   // While every key is one of the registry's own fields with a value of its type, the update
   // crosses as a mask (`__updateKnown`): no string to build or parse.
   let known = true

@@ -197,9 +197,12 @@ test('copies define their keys: setters and enumerable keys on Object.prototype 
       }
     }
     // A new version while they are there: the generic copy, then the compiled one again.
-    // (Without the setter of '0': updateSessionState's own working array would run it.)
-    delete Object.prototype[0]
+    // updateSessionState's own working array never reaches the setter of '0' (it once
+    // swallowed the value and the update removed `visits`).
     updateSessionState(ids[0], { visits: 4 })
+    assert.equal(hit, '', 'the update ran no setter on Object.prototype')
+    updateSessionState(ids[1], Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`k${i}`, i])))
+    assert.equal(getSessionState(ids[1]).k11, 11, 'an update of more than 8 keys keeps them all')
     for (let r = 0; r < 80; r++) assert.equal(getSessionState(ids[0]).visits, 4)
   } finally {
     for (const key of ['profile', 'name', 'tags', 'visits', 'city', '0', 'extra']) delete Object.prototype[key]
