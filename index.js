@@ -1589,6 +1589,8 @@ function structureFor (signature) {
  */
 function structureOf (custom) {
   let values = 0
+  // A nested value's part of the signature: its own structure, or `p` for a primitive.
+  const part = (item, depth) => typeof item === 'object' && item !== null ? walk(item, depth + 1) : 'p'
   function walk (v, depth) {
     if (depth > STRUCTURE_DEPTH) return undefined
     let sig
@@ -1597,14 +1599,9 @@ function structureOf (custom) {
       if (values > STRUCTURE_VALUES) return undefined
       sig = '['
       for (let i = 0; i < v.length; i++) {
-        const item = v[i]
-        if (typeof item === 'object' && item !== null) {
-          const inner = walk(item, depth + 1)
-          if (inner === undefined) return undefined
-          sig += inner + ','
-        } else {
-          sig += 'p,'
-        }
+        const inner = part(v[i], depth)
+        if (inner === undefined) return undefined
+        sig += inner + ','
       }
       return sig + ']'
     }
@@ -1613,15 +1610,9 @@ function structureOf (custom) {
     if (values > STRUCTURE_VALUES) return undefined
     sig = '{'
     for (let i = 0; i < names.length; i++) {
-      const item = v[names[i]]
-      sig += stringify(names[i]) + ':'
-      if (typeof item === 'object' && item !== null) {
-        const inner = walk(item, depth + 1)
-        if (inner === undefined) return undefined
-        sig += inner + ','
-      } else {
-        sig += 'p,'
-      }
+      const inner = part(v[names[i]], depth)
+      if (inner === undefined) return undefined
+      sig += stringify(names[i]) + ':' + inner + ','
     }
     return sig + '}'
   }

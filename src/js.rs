@@ -4,7 +4,7 @@
 //! reported as [`Fail::Js`]: usually a JS exception is pending (a getter or a socket method
 //! threw), which the caller either clears (socket faults) or lets propagate (API calls).
 
-use std::ffi::CStr;
+use std::ffi::{c_char, CStr};
 use std::ptr;
 
 use napi::sys;
@@ -340,9 +340,14 @@ pub fn get_property(env: Env, obj: Value, key: Value) -> JsResult<Value> {
 /// Defines an own enumerable data property: unlike assignment it never runs a setter, so a
 /// key such as `__proto__` cannot reach the prototype.
 pub fn define_value(env: Env, obj: Value, key: &str, v: Value) -> JsResult<()> {
-  let name = string(env, key)?;
+  define(env, obj, ptr::null(), string(env, key)?, v)
+}
+
+/// Defines the own writable, enumerable, configurable data property named `utf8name` (a
+/// NUL-terminated string) or else `name`.
+fn define(env: Env, obj: Value, utf8name: *const c_char, name: Value, v: Value) -> JsResult<()> {
   let desc = sys::napi_property_descriptor {
-    utf8name: ptr::null(),
+    utf8name,
     name,
     method: None,
     getter: None,
@@ -378,19 +383,7 @@ pub fn set_element(env: Env, arr: Value, i: u32, v: Value) -> JsResult<()> {
       break;
     }
   }
-  let desc = sys::napi_property_descriptor {
-    utf8name: name[at..].as_ptr().cast(),
-    name: ptr::null_mut(),
-    method: None,
-    getter: None,
-    setter: None,
-    value: v,
-    attributes: sys::PropertyAttributes::writable
-      | sys::PropertyAttributes::enumerable
-      | sys::PropertyAttributes::configurable,
-    data: ptr::null_mut(),
-  };
-  ok(unsafe { sys::napi_define_properties(env, arr, 1, &desc) })
+  define(env, arr, name[at..].as_ptr().cast(), ptr::null_mut(), v)
 }
 
 pub fn get_element(env: Env, arr: Value, i: u32) -> JsResult<Value> {
