@@ -279,6 +279,8 @@ export interface SessionStateUpdate {
   messagesIn?: never
   /** Kept by the registry. */
   messagesOut?: never
+  /** Kept by the registry (`superviseSession`). */
+  supervision?: never
 }
 
 /**

@@ -29,3 +29,46 @@ test('every value the entry exports is declared once, and nothing else is', () =
   }
   assert.match(index, /^export \* from '\.\/binding'$/m, 'index.d.ts re-exports the generated declarations')
 })
+
+// The state's layout is declared once, in Rust (registry_core::layout), and shapes every state
+// JavaScript sees; the typings are written by hand beside it (src/types.rs). These keep them
+// from drifting: a field added to one and not the other fails here.
+const binding = createRequire(import.meta.url)('../binding.js')
+
+/** The members of `export interface name { ... }` in a .d.ts: [key, optional, type] each. */
+function members (dts, name) {
+  const block = dts.match(new RegExp(`^export interface ${name} \\{\\n([\\s\\S]*?)^\\}`, 'm'))
+  assert.ok(block, `interface ${name} is declared`)
+  return [...block[1].matchAll(/^ {2}(\w+)(\??): (.+)$/gm)].map((m) => [m[1], m[2] === '?', m[3]])
+}
+
+test('the typed state has the layout\'s fields, in order, and every group its members', () => {
+  const dts = read('binding.d.ts')
+  const { fields } = binding.__stateLayout()
+  assert.deepEqual(members(dts, 'SessionState').map((m) => m[0]), fields.map((f) => f[0]))
+  // Each group (an object or null in the state) has an interface of its own.
+  const groups = { lastDisconnect: 'LastDisconnect', me: 'SessionIdentity', supervision: 'Supervision' }
+  const declaredGroups = fields.filter((f) => f[1] === 'group').map((f) => f[0])
+  assert.deepEqual(declaredGroups, Object.keys(groups))
+  for (const [field, type] of Object.entries(groups)) {
+    const inner = fields.find((f) => f[0] === field)[2]
+    assert.deepEqual(members(dts, type).map((m) => m[0]), inner.map((f) => f[0]), type)
+  }
+})
+
+test('an update may name exactly the keys the registry lets a bot set; the rest are typed never', () => {
+  const dts = read('binding.d.ts')
+  const { fields, reservedKeys } = binding.__stateLayout()
+  const update = members(dts, 'SessionStateUpdate')
+  assert.ok(update.every((m) => m[1]), 'every key of an update is optional')
+  const never = update.filter((m) => m[2] === 'never').map((m) => m[0])
+  const settable = update.filter((m) => m[2] !== 'never').map((m) => m[0])
+  // Reserved: the registry's own keys, and the three that could reach a prototype (refused
+  // at run time, left out of the type, which has no way to name `__proto__` as a key).
+  const own = reservedKeys.filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k))
+  assert.deepEqual(never, own.filter((k) => fields.some((f) => f[0] === k)))
+  // lastActivity is the one field an update neither sets nor refuses: every update sets it to now.
+  const named = [...settable, ...never]
+  assert.deepEqual(fields.map((f) => f[0]).filter((k) => !named.includes(k)), ['lastActivity'], 'every other field of the state is named')
+  assert.deepEqual(named.filter((k) => !fields.some((f) => f[0] === k)), [], 'an update names no key the state lacks')
+})

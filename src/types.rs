@@ -271,6 +271,9 @@ pub struct SessionStateUpdate {
   /// Kept by the registry.
   #[napi(ts_type = "never")]
   pub messages_out: Option<bool>,
+  /// Kept by the registry (`superviseSession`).
+  #[napi(ts_type = "never")]
+  pub supervision: Option<bool>,
 }
 
 /// A session's state, as `getSessionState` returns it (a new plain object each call; the
