@@ -3,8 +3,9 @@
 //! [`with_id`] reads a session id the cheapest way Node-API allows (one call, into the stack);
 //! the socket path's hot native calls (`src/sockets.rs`) use it. The benchmark's floor (the
 //! cost of a raw no-op call taking the same arguments) lives here too, on the non-enumerable
-//! `__bench` property of the exports, with the cost of a table removal alone and one test hook
-//! (`panic`).
+//! `__bench` property of the exports, with the cost of a table removal alone, the bytes the
+//! process holds in malloc (what the native records take, outside every V8 heap) and one test
+//! hook (`panic`).
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -30,12 +31,13 @@ pub fn install(env: Env, exports: Value) -> JsResult<()> {
 /// keeps it on its own exports the same way.
 fn install_bench_hooks(env: Env, exports: Value) -> JsResult<()> {
   let bench = js::object(env)?;
-  let hooks: [(&CStr, &CStr, Callback); 6] = [
+  let hooks: [(&CStr, &CStr, Callback); 7] = [
     (c"noop", c"__benchNoop", bench_noop),
     (c"noopNoArgs", c"__benchNoopNoArgs", bench_noop_no_args),
     (c"noopNumber", c"__benchNoopNumber", bench_noop_number),
     (c"readId", c"__benchReadId", bench_read_id),
     (c"tableRemoval", c"__benchTableRemoval", bench_table_removal),
+    (c"mallocBytes", c"__benchMallocBytes", bench_malloc_bytes),
     (c"panic", c"__benchPanic", test_panic),
   ];
   for (key, name, cb) in hooks {
@@ -179,6 +181,23 @@ unsafe extern "C" fn bench_table_removal(env: Env, info: sys::napi_callback_info
     }
     let ns = started.elapsed().as_nanos() as f64 / n as f64;
     js::number(env, ns).unwrap_or(ptr::null_mut())
+  })
+}
+
+/// Not a floor: the bytes malloc has handed out and not taken back (glibc's `mallinfo2`), so
+/// the memory benchmark can tell the native records' share of a session's RSS from the V8
+/// heap's. `null` where the C library has no such count (musl, macOS, Windows).
+unsafe extern "C" fn bench_malloc_bytes(env: Env, _info: sys::napi_callback_info) -> Value {
+  js::guard(env, || {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+      // SAFETY: mallinfo2 only reads the allocator's counters.
+      let info = unsafe { libc::mallinfo2() };
+      // Small blocks from the heap, and large ones (a table's buckets) mapped on their own.
+      js::number(env, (info.uordblks + info.hblkhd) as f64).unwrap_or(ptr::null_mut())
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    js::null(env)
   })
 }
 
