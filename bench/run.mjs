@@ -672,11 +672,11 @@ function memoryTargets (m) {
     for (const [field, what] of [['heapUsedPerSession', 'V8 heap'], ['rssPerSession', 'RSS']]) {
       const value = m[nat][field] / m[base][field]
       const bounds = []
-      // What the registry's two parts hold, with no page of either counted twice or left
-      // partly empty: its V8 heap and the native records in malloc. RSS cannot be below it.
-      const parts = m[nat].heapUsedPerSession + (m[nat].mallocPerSession ?? NaN)
+      // What the registry's two parts grew by while registering: its V8 heap and the native
+      // records in malloc. The RSS growth they need, page overhead aside.
+      const parts = m[nat].heapGrowthPerSession + (m[nat].mallocPerSession ?? NaN)
       if (field === 'rssPerSession' && Number.isFinite(parts)) {
-        bounds.push(`the registry's V8 heap (${Math.round(m[nat].heapUsedPerSession)} B) plus its native records in malloc (${Math.round(m[nat].mallocPerSession)} B), with no page overhead: ${x(parts / m[base][field])} the baseline's RSS`)
+        bounds.push(`the registry's V8 heap growth (${Math.round(m[nat].heapGrowthPerSession)} B) plus its native records in malloc (${Math.round(m[nat].mallocPerSession)} B), page overhead aside: ${x(parts / m[base][field])} the baseline's RSS`)
       }
       out.push({
         target: `${what} per session at ${m.sessions.toLocaleString('en-US')} vs ${name}`,
