@@ -1632,15 +1632,17 @@ function compileCopier (custom) {
     const local = `v${depth}`
     return `(${local} = ${from}, ${literal(v, local, depth)})`
   }
+  // The source is concatenated, never pushed and joined: a patched Array.prototype.push or
+  // join would otherwise shape a copier that stays cached after the patch is gone.
   function literal (v, from, depth) {
-    const parts = []
+    let parts = ''
     if (isArray(v)) {
-      for (let i = 0; i < v.length; i++) parts.push(value(v[i], `${from}[${i}]`, depth + 1))
-      return `[${parts.join(', ')}]`
+      for (let i = 0; i < v.length; i++) parts += (i === 0 ? '' : ', ') + value(v[i], `${from}[${i}]`, depth + 1)
+      return `[${parts}]`
     }
     const names = objectKeys(v)
-    for (let i = 0; i < names.length; i++) parts.push(property(names[i], v[names[i]], from, depth))
-    return `{${parts.join(', ')}}`
+    for (let i = 0; i < names.length; i++) parts += (i === 0 ? '' : ', ') + property(names[i], v[names[i]], from, depth)
+    return `{${parts}}`
   }
   function property (name, v, from, depth) {
     const key = stringify(name)
@@ -1649,11 +1651,11 @@ function compileCopier (custom) {
   const names = objectKeys(custom)
   let source = copyFieldsSource
   for (let i = 0; i < names.length; i++) source += ', ' + property(names[i], custom[names[i]], 'c', 0)
-  const locals = ['g1', 'g2', 'g3']
-  for (let d = 1; d <= STRUCTURE_DEPTH; d++) locals.push(`v${d}`)
+  let locals = 'g1, g2, g3'
+  for (let d = 1; d <= STRUCTURE_DEPTH; d++) locals += `, v${d}`
   // eslint-disable-next-line no-new-func
   return new NewFunction(`'use strict'
-    return function copyStructure (o, c) { let ${locals.join(', ')}; return {${source}} }`)()
+    return function copyStructure (o, c) { let ${locals}; return {${source}} }`)()
 }
 
 /**

@@ -299,3 +299,21 @@ test('many structures (more than the structure cache keeps), large and deep data
     readsBack(`large${i}`, large, `large${i}`)
   }
 })
+
+test('a copier compiled while Array.prototype.push and join are patched copies right once they are restored', () => {
+  const data = { profile: { name: 'Ana', tags: ['vip', 'new'] }, visits: 3 }
+  const { push, join } = Array.prototype
+  // The caller's own patches: they must not shape what the registry keeps after they are gone.
+  Array.prototype.push = function () { return 0 } // eslint-disable-line no-extend-native
+  Array.prototype.join = function () { return 'x' } // eslint-disable-line no-extend-native
+  try {
+    fresh('patched')
+    updateSessionState('patched', data)
+    // Enough reads of one version to compile its copier, all while the patches are there.
+    for (let r = 0; r < READS; r++) assert.deepEqual(customOf(getSessionState('patched')), data)
+  } finally {
+    Array.prototype.push = push // eslint-disable-line no-extend-native
+    Array.prototype.join = join // eslint-disable-line no-extend-native
+  }
+  for (let r = 0; r < READS; r++) assert.deepEqual(customOf(getSessionState('patched')), data)
+})
