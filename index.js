@@ -1436,9 +1436,7 @@ function refreshCached (id, names, values, n) {
       }
       let custom = c.custom
       // Its structure may change: copied the generic way until it is looked at again.
-      c.reads = 0
-      c.copier = undefined
-      c.structure = undefined
+      startOver(c)
       if (custom === undefined) {
         custom = {}
         c.custom = custom
@@ -1502,9 +1500,7 @@ function getSessionState (sessionId) {
     c.version = version
     c.state = state
     c.custom = custom
-    c.reads = 0
-    c.copier = undefined
-    c.structure = undefined
+    startOver(c)
   } else {
     stateCache.set(sessionId, {
       slot,
@@ -1566,6 +1562,13 @@ function customCopy (c) {
     }
   }
   return withCustom(c.state, c.custom)
+}
+
+/** Forgets how the custom data of cached entry `c` was copied: it is new or changed. */
+function startOver (c) {
+  c.reads = 0
+  c.copier = undefined
+  c.structure = undefined
 }
 
 /** The record of the structure `signature`, found or added. */
