@@ -1179,7 +1179,8 @@ function restartSupervisor (sup) {
 
 // More built-ins the state section relies on, taken now like those above.
 const { create, setPrototypeOf, keys: objectKeys, hasOwn } = Object
-const ArraySlice = Array.prototype.slice
+const ArrayConstructor = Array
+const arrayOf = Array.of
 const { stringify, parse } = JSON
 const ObjectPrototype = Object.prototype
 const NewFunction = Function
@@ -1235,17 +1236,26 @@ const KNOWN_STATUS_SHIFT = KNOWN.statusShift
 const STATUS_INDEX = create(null)
 for (let i = 0; i < STATUS_NAMES.length; i++) STATUS_INDEX[STATUS_NAMES[i]] = i
 
+// What a cached state carries besides the layout's fields (see `stateCache` and `rowCache`).
+// The state and its bookkeeping are one object: an update or read of a cached session touches
+// one object where two cost a second cache miss (perf).
+const ENTRY_KEYS = ['id', 'slot', 'page', 'index', 'version', 'custom', 'reads', 'copier', 'structure']
+
 const { shape, copy, copyCustom, copyFieldsSource } = compileShapers(LAYOUT.fields)
 
 /**
- * Generates, from the layout, `shape(m, b, t, at)` (a state from the numbers of `m` from `b`
- * and the strings of `t` from `at`), `copy(o)` (a copy of such a state with fresh nested
- * objects) and `copyCustom(o, custom)` (the same with the keys of `custom` spread after), and
- * gives the source of copy's literal (`copyFieldsSource`, reading `o` with the locals g1-g3)
- * for the copiers of custom structures. Object literals define their keys, so no setter on
+ * Generates, from the layout, `shape(m, b, t, at, id, slot, page, index, version, custom)` (a
+ * cached entry: ENTRY_KEYS, then the state from the numbers of `m` from `b` and the strings of
+ * `t` from `at`), `copy(o)` (a copy of such a state's fields with fresh nested objects) and
+ * `copyCustom(o, custom)` (the same with the keys of `custom` spread after), and gives the
+ * source of copy's literal (`copyFieldsSource`, reading `o` with the locals g1-g3) for the
+ * copiers of custom structures. Object literals define their keys, so no setter on
  * Object.prototype runs.
  */
 function compileShapers (fields) {
+  for (const [name] of fields) {
+    if (ENTRY_KEYS.indexOf(name) !== -1) throw new Error(`state field ${name} is also a cache entry key`)
+  }
   let slot = 0
   function shaped (list) {
     const parts = []
@@ -1279,14 +1289,14 @@ function compileShapers (fields) {
   }
   // Separate variants without the custom keys: a spread, even of undefined, makes V8 build the
   // literal on a slower path.
-  const shapeBody = `let n, x; return {${shaped(fields)}}`
+  const shapeBody = `let n, x; return {id, slot, page, index, version, custom, reads: 0, copier: undefined, structure: undefined, ${shaped(fields)}}`
   const copyFieldsSource = copied(fields, 'o', 1)
   const copyBody = `let g1, g2, g3; return {${copyFieldsSource}}`
   const copyCustomBody = `let g1, g2, g3; return {${copyFieldsSource}, ...custom}`
   // eslint-disable-next-line no-new-func
   const make = new NewFunction('S', `'use strict'
     return {
-      shape: function shape (m, b, t, at) { ${shapeBody} },
+      shape: function shape (m, b, t, at, id, slot, page, index, version, custom) { ${shapeBody} },
       copy: function copy (o) { ${copyBody} },
       copyCustom: function copyCustom (o, custom) { ${copyCustomBody} }
     }`)
@@ -1305,11 +1315,12 @@ function versionPage (slot) {
   return page
 }
 
-// Per thread: id -> { slot, page, index, version, state, custom, reads, copier, structure } of
-// the last state shaped for it (`custom`: the parsed custom keys; the last three: how its
-// custom data is copied, see customCopy). An entry goes when its session is found gone; `state`
-// and `custom` are never handed out, only copies. An update made by this thread brings the
-// entry along (`refreshCached`) instead of making the next read ask again.
+// Per thread: id -> the last state shaped for it, an entry of `shape`: its fields, where its
+// version is (`slot`, `page`, `index`), the `version` it has, `custom` (the parsed custom keys)
+// and how that is copied (`reads`, `copier`, `structure`: see customCopy). An entry goes when
+// its session is found gone; it and its `custom` are never handed out, only copies. An update
+// made by this thread brings the entry along (`refreshCached`) instead of making the next read
+// ask again.
 const stateCache = ownMap()
 
 /**
@@ -1414,7 +1425,7 @@ function refreshCached (id, names, values, n) {
   if (c === undefined) return
   const m = SCRATCH
   if (c.slot !== m[0] || ((c.version + 1) >>> 0) !== m[1]) return
-  const state = c.state
+  const state = c
   for (let i = 0; i < n; i++) {
     const key = names[i]
     const value = values[i]
@@ -1473,9 +1484,9 @@ function rest (updates, names, done, values) {
 function getSessionState (sessionId) {
   const c = stateCache.get(sessionId)
   if (c !== undefined && c.page[c.index] === c.version) {
-    if (c.custom === undefined) return copy(c.state)
+    if (c.custom === undefined) return copy(c)
     const copier = c.copier
-    return copier !== undefined ? copier(c.state, c.custom) : customCopy(c)
+    return copier !== undefined ? copier(c, c.custom) : customCopy(c)
   }
   const t = nativeState(sessionId)
   if (t === null) {
@@ -1483,38 +1494,23 @@ function getSessionState (sessionId) {
     return null
   }
   const m = SCRATCH
-  const slot = m[0]
-  // >>> 0: a small integer while it fits, which compares with the page's values a little faster.
+  // A slot is below 2^23 (NO_SLOT aside) and a version a u32: `| 0` and `>>> 0` keep them small
+  // integers in the entry while they fit, not boxed doubles (reading a box was a second cache
+  // miss per update of a cached session, in perf).
+  const slot = m[0] === NO_SLOT ? NO_SLOT : m[0] | 0
   const version = m[1] >>> 0
   const customLen = m[2] | 0
   // Parsed once per change; each answer gets its own copy (withCustom, or a compiled copier).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
-  const state = shape(m, 3, t, customLen < 0 ? 0 : customLen)
   if (slot === NO_SLOT) {
     if (c !== undefined) stateCache.delete(sessionId)
-  } else if (c !== undefined) {
-    // The entry is this thread's own object: updated in place, one allocation less per change.
-    c.slot = slot
-    c.page = versionPage(slot)
-    c.index = slot & PAGE_MASK
-    c.version = version
-    c.state = state
-    c.custom = custom
-    startOver(c)
-  } else {
-    stateCache.set(sessionId, {
-      slot,
-      page: versionPage(slot),
-      index: slot & PAGE_MASK,
-      version,
-      state,
-      custom,
-      reads: 0,
-      copier: undefined,
-      structure: undefined
-    })
+    // -1, not NO_SLOT: an entry's slot stays a small integer (see above).
+    const state = shape(m, 3, t, customLen < 0 ? 0 : customLen, sessionId, -1, undefined, 0, version, custom)
+    return custom === undefined ? copy(state) : withCustom(state, custom)
   }
-  return custom === undefined ? copy(state) : withCustom(state, custom)
+  const e = shape(m, 3, t, customLen < 0 ? 0 : customLen, sessionId, slot, versionPage(slot), slot & PAGE_MASK, version, custom)
+  stateCache.set(sessionId, e)
+  return custom === undefined ? copy(e) : withCustom(e, custom)
 }
 
 // Compiled copiers for the custom data of cached entries. The generic copy (withCustom) walks
@@ -1561,7 +1557,7 @@ function customCopy (c) {
       c.structure = undefined
     }
   }
-  return withCustom(c.state, c.custom)
+  return withCustom(c, c.custom)
 }
 
 /** Forgets how the custom data of cached entry `c` was copied: it is new or changed. */
@@ -1678,16 +1674,29 @@ function withCustom (state, custom) {
   return o
 }
 
+// Arrays up to this length are copied by one call of `Array.of` (spread as arguments); longer
+// ones element by element, well below the engine's limit on arguments.
+const ARRAY_OF_MAX = 1024
+
 /**
  * A deep copy of JSON data (what JSON.parse made: plain objects, dense arrays, primitives),
  * cheaper than parsing the text again. Only own data properties that already exist are
- * assigned, so no setter on a prototype runs.
+ * assigned, so no setter on a prototype runs. Arrays are made by `Array.of` of the Array taken
+ * at load, which defines each element: `slice` would ask `Array.prototype.constructor` for a
+ * species, running whatever constructor a caller put there.
  */
 function cloneData (v) {
   if (typeof v !== 'object' || v === null) return v
   if (isArray(v)) {
-    const a = apply(ArraySlice, v, [])
-    for (let i = 0; i < a.length; i++) {
+    const n = v.length
+    let a
+    if (n <= ARRAY_OF_MAX) {
+      a = apply(arrayOf, ArrayConstructor, v)
+    } else {
+      a = apply(arrayOf, ArrayConstructor, [])
+      for (let i = 0; i < n; i++) defineProperty(a, i, { __proto__: null, value: v[i], writable: true, enumerable: true, configurable: true })
+    }
+    for (let i = 0; i < n; i++) {
       const item = a[i]
       if (typeof item === 'object' && item !== null) a[i] = cloneData(item)
     }
@@ -1702,10 +1711,11 @@ function cloneData (v) {
   return o
 }
 
-// Per thread, for getAllSessions: by version slot, the last row shaped for it ({ id, version,
-// state, custom }, never handed out), and its version in `seenVersions`, which the native side
-// reads to send only the rows that changed since. A removed session's row stays until its slot
-// is taken again, or until the rows outnumber the sessions (then they all go).
+// Per thread, for getAllSessions: by version slot, the last row shaped for it (an entry of
+// `shape` with its `id`, `version` and `custom`, never handed out), and its version in
+// `seenVersions`, which the native side reads to send only the rows that changed since. A
+// removed session's row stays until its slot is taken again, or until the rows outnumber the
+// sessions (then they all go).
 let rowCache = []
 let rowCount = 0
 let seenVersions = new Uint32Array(1024)
@@ -1744,11 +1754,11 @@ function allSessions (seen) {
       const customLen = m[b + 2] | 0
       // Parsed once per change; each answer gets its own copy (cloneData).
       const custom = customLen < 0 ? undefined : parse(t.slice(at, at + customLen))
-      const state = shape(m, b + 3, t, customLen < 0 ? at : at + customLen)
-      e = { id, version, state, custom }
+      // Slot and version as small integers, like a cached state's (one shape for both).
+      e = shape(m, b + 3, t, customLen < 0 ? at : at + customLen, id, slot === NO_SLOT ? -1 : slot | 0, undefined, 0, version >>> 0, custom)
       if (slot !== NO_SLOT) rememberRow(slot, e)
     }
-    out[e.id] = e.custom === undefined ? copy(e.state) : withCustom(e.state, e.custom)
+    out[e.id] = e.custom === undefined ? copy(e) : withCustom(e, e.custom)
   }
   if (rowCount > 2 * n + 1024) {
     rowCache = []

@@ -317,3 +317,37 @@ test('a copier compiled while Array.prototype.push and join are patched copies r
   }
   for (let r = 0; r < READS; r++) assert.deepEqual(customOf(getSessionState('patched')), data)
 })
+
+test('a species constructor a caller put on Array.prototype.constructor is never run by a copy', () => {
+  const short = { list: [1, [2, 3], { deep: ['x'] }] }
+  const long = { many: Array.from({ length: 3000 }, (_, i) => (i % 2 ? i : [i])) }
+  const own = Object.getOwnPropertyDescriptor(Array.prototype, 'constructor')
+  let made = 0
+  class Species {
+    constructor () {
+      made++
+      return Object.freeze({ length: 0 })
+    }
+  }
+  fresh('species-short')
+  fresh('species-long')
+  updateSessionState('species-short', short)
+  updateSessionState('species-long', long)
+  // `slice` and friends ask the array's constructor for a species: this one answers with a
+  // frozen non-array, made by the caller's own code.
+  Object.defineProperty(Array.prototype, 'constructor', { value: { [Symbol.species]: Species }, writable: true, configurable: true }) // eslint-disable-line no-extend-native
+  try {
+    // The generic copy (the first reads of a version, and every getAllSessions row).
+    for (let r = 0; r < 3; r++) {
+      for (const [id, data] of [['species-short', short], ['species-long', long]]) {
+        const read = customOf(getSessionState(id))
+        assert.deepStrictEqual(read, data, `${id}: read ${r}`)
+        assert.ok(Array.isArray(Object.values(read)[0]), `${id}: an array stays an array`)
+        assert.deepStrictEqual(customOf(getAllSessions()[id]), data, `${id}: getAllSessions, call ${r}`)
+      }
+    }
+  } finally {
+    Object.defineProperty(Array.prototype, 'constructor', own) // eslint-disable-line no-extend-native
+  }
+  assert.equal(made, 0, 'no species constructor ran')
+})

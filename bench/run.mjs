@@ -351,7 +351,7 @@ async function runPhase (phase, hooks, t, log) {
         log(`  round ${round + 1}/${ROUNDS}, ${side === 'native' ? 'native' : 'baseline'}, ${n.toLocaleString('en-US')} sessions\n`)
         if (PER_CALL_SIZES.includes(n)) {
           for (const [op, m] of await perCall(R, tracked, own, t)) keep(side, `${op}@${n}`, m)
-          for (const [op, m] of await perCallFloors(own, t)) keep('base', `floor:${op}@${n}`, m)
+          for (const [op, m] of await perCallFloors(own, tracked, t)) keep('base', `floor:${op}@${n}`, m)
         }
         if (WHOLE_SIZES.includes(n)) {
           for (const [op, m] of await whole(R, own, t)) keep(side, `${op}@${n}`, m)
@@ -486,35 +486,44 @@ async function jsFloors (tracked, ids, { slowTiming }) {
 /**
  * Lower bounds of per-call rows whose target is out of reach for a reason plain JavaScript
  * shows: getSocketCount must read the takeover counter (an Int32Array over memory the native
- * side bumps) before a Map's size, and getSessionState hands out a fresh copy where the Map
- * module hands out its live object (both look the id up in a Map first).
+ * side bumps) before a Map's size; getSessionState hands out a fresh copy where the Map module
+ * hands out its live object (both look the id up in a Map first); and an update of a state
+ * every thread sees has to cross into native code with the id and take the time, before the
+ * read that follows can copy.
  */
-async function perCallFloors (ids, { timing }) {
+async function perCallFloors (ids, tracked, { timing }) {
   const map = new Map(ids.map((id) => [id, id]))
   const rev = new Int32Array(1)
   const now = Date.now()
   const src = {
-    createdAt: now, lastActivity: now, isConnected: false, error: null, status: null, tracked: false,
-    lastDisconnect: null, me: null, hasQr: false, connects: 0, disconnects: 0, connectedAt: null,
+    createdAt: now, lastActivity: now, isConnected: tracked, error: null, status: tracked ? 'open' : null, tracked,
+    lastDisconnect: null, me: null, hasQr: false, connects: tracked ? 1 : 0, disconnects: 0, connectedAt: tracked ? now : null,
     disconnectedAt: null, lastInboundAt: null, lastOutboundAt: null, messagesIn: 0, messagesOut: 0,
-    threadId: 0, profile: { name: 'Ana', tags: ['vip'] }
+    threadId: 0, supervision: null
   }
   // One state object per session, read in the same shuffled order as the row it bounds: a
   // registry that hands out copies looks the id up as the Map module does, then copies.
-  const states = new Map(ids.map((id) => [id, { ...src, profile: { name: 'Ana', tags: ['vip'] } }]))
+  const states = new Map(ids.map((id, i) => [id, { ...src, me: tracked ? { id: `${i}@s.whatsapp.net`, lid: null } : null }]))
+  const withProfile = new Map(ids.map((id) => [id, { ...states.get(id), profile: { name: 'Ana', tags: ['vip'] } }]))
   const sample = shuffledSample(ids, 4096)
+  const readId = benchHooks()?.readId
   return [
     [OP.count, await median(compile('() => sink(rev[0] !== seen.at ? -1 : map.size)', { map, rev, seen: { at: 0 } }), timing)],
-    [OP.stateCustom, await median(compile(STATE_COPY_JS, { states, sample }), timing)]
+    [OP.state, await median(compile(stateCopyJs(''), { states, sample }), timing)],
+    ...(readId ? [[OP.stateAfterUpdate, await median(compile(stateCopyJs('', 'readId(id); Date.now()'), { states, sample, readId }), timing)]] : []),
+    [OP.stateCustom, await median(compile(stateCopyJs(', profile: { name: p.name, tags: p.tags.slice() }'), { states: withProfile, sample }), timing)]
   ]
 }
 
 /**
- * The state of a session looked up by id, copied by hand with its one custom key (`profile`):
- * what any registry that hands out fresh copies costs at least.
+ * The state of a session looked up by id and copied by hand, with `extra` (its custom key, if
+ * any) after the fields, and `before` run first with the id (the crossing of an update): what
+ * any registry that hands out fresh copies costs at least.
  */
-const STATE_COPY_JS = `() => {
-  const o = states.get(sample[i++ & 4095])
+const stateCopyJs = (extra, before = '') => `() => {
+  const id = sample[i++ & 4095]
+  ${before}
+  const o = states.get(id)
   const ld = o.lastDisconnect
   const me = o.me
   const p = o.profile
@@ -524,7 +533,7 @@ const STATE_COPY_JS = `() => {
     me: me === null ? null : { id: me.id, lid: me.lid },
     hasQr: o.hasQr, connects: o.connects, disconnects: o.disconnects, connectedAt: o.connectedAt, disconnectedAt: o.disconnectedAt,
     lastInboundAt: o.lastInboundAt, lastOutboundAt: o.lastOutboundAt, messagesIn: o.messagesIn, messagesOut: o.messagesOut, threadId: o.threadId,
-    profile: { name: p.name, tags: p.tags.slice() }
+    supervision: o.supervision${extra}
   })
 }`
 
@@ -956,7 +965,9 @@ function judgeRow (r, floor) {
 // What a row's plain-JavaScript lower bound is, where it is not "the same objects from ready data".
 const JS_FLOOR_WHAT = {
   [OP.count]: "plain JS: a Map's size after reading a counter in an Int32Array (the takeover check every lookup makes)",
-  [OP.stateCustom]: 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)'
+  [OP.state]: 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)',
+  [OP.stateCustom]: 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)',
+  [OP.stateAfterUpdate]: 'a Node-API call reading the id, Date.now(), then plain JS looking the state up and copying it (the least an update of a state every thread sees, then a fresh copy, costs)'
 }
 
 /** A deterministic shuffled sample of `len` items (repeating when there are fewer). */
