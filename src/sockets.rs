@@ -48,7 +48,7 @@ fn with_id<T: Default>(env: &Env, id: JsAny, f: impl FnOnce(&str) -> T) -> T {
 
 /// Generations travel to JavaScript as numbers (u32: always exact). Anything else index.js
 /// could pass reads as 0, a generation never issued.
-fn generation(g: f64) -> Generation {
+pub(crate) fn generation(g: f64) -> Generation {
   g as Generation
 }
 

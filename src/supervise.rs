@@ -109,7 +109,7 @@ pub fn supervise_begin(key: u32) -> u32 {
 #[napi(js_name = "__superviseRegistered", skip_typescript)]
 pub fn supervise_registered(key: u32, generation: f64) {
   with(key, |h| {
-    h.generation = Some(generation as Generation);
+    h.generation = Some(crate::sockets::generation(generation));
     h.write();
   });
 }
