@@ -28,8 +28,10 @@
 //   calls for fast operations). Every benchmark gets its own freshly compiled closure, so no
 //   call site is shared (and made polymorphic) between sides or operations.
 // - Each side is measured with only its own sessions in the heap (a shared heap made the
-//   baseline pay for the native side's slow major GCs), native then baseline, twice (ROUNDS);
-//   each operation keeps its lower median, since noise from other processes only adds time.
+//   baseline pay for the native side's slow major GCs), native then baseline, three times
+//   (ROUNDS); each operation keeps its lowest median, since noise from other processes only
+//   adds time (on 2 shared cores a burst of it slowed every operation of one round 2-10x,
+//   allocation included: two rounds left some rows judged on a burst).
 // - Operations that change the registry (register, replace, unregister) time K calls per sample
 //   with mitata's manual mode and undo them untimed, so the size stays where it is.
 // - Only the package's public API, through its entry (index.js). If the addon still has its
@@ -75,7 +77,7 @@ const TARGET_PER_CALL = 1_000
 const TARGET_WHOLE = 10_000
 const MEMORY_SESSIONS = QUICK ? 2_000 : 100_000
 // Each comparison is measured this many times, interleaved; the lowest median counts.
-const ROUNDS = QUICK ? 1 : 2
+const ROUNDS = QUICK ? 1 : 3
 
 const noop = () => {}
 /** A plain stand-in socket: what the Map module and an untracked registration touch. */
