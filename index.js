@@ -1425,17 +1425,16 @@ function refreshCached (id, names, values, n) {
   if (c === undefined) return
   const m = SCRATCH
   if (c.slot !== m[0] || ((c.version + 1) >>> 0) !== m[1]) return
-  const state = c
   for (let i = 0; i < n; i++) {
     const key = names[i]
     const value = values[i]
-    if (key === 'isConnected') state.isConnected = value
+    if (key === 'isConnected') c.isConnected = value
     else if (key === 'error') {
-      if (typeof value !== 'string') state.error = null
+      if (typeof value !== 'string') c.error = null
       else if (hasLoneSurrogate(value)) return
-      else state.error = value
-    } else if (key === 'status') state.status = typeof value === 'string' ? value : null
-    else if (key === 'createdAt') state.createdAt = value
+      else c.error = value
+    } else if (key === 'status') c.status = typeof value === 'string' ? value : null
+    else if (key === 'createdAt') c.createdAt = value
     else if (key !== 'lastActivity') {
       if (value === undefined) return
       let v = value
@@ -1457,7 +1456,7 @@ function refreshCached (id, names, values, n) {
       else defineProperty(custom, key, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true })
     }
   }
-  state.lastActivity = m[2]
+  c.lastActivity = m[2]
   c.version = m[1] >>> 0
 }
 
@@ -1693,7 +1692,7 @@ function cloneData (v) {
     if (n <= ARRAY_OF_MAX) {
       a = apply(arrayOf, ArrayConstructor, v)
     } else {
-      a = apply(arrayOf, ArrayConstructor, [])
+      a = []
       for (let i = 0; i < n; i++) defineProperty(a, i, { __proto__: null, value: v[i], writable: true, enumerable: true, configurable: true })
     }
     for (let i = 0; i < n; i++) {
