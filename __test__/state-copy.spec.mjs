@@ -9,6 +9,7 @@
 
 import { test, before, after, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
 
 import { registry } from './support/harness.mjs'
 import { startWaServer } from './support/wa-server.mjs'
@@ -350,4 +351,24 @@ test('a species constructor a caller put on Array.prototype.constructor is never
     Object.defineProperty(Array.prototype, 'constructor', own) // eslint-disable-line no-extend-native
   }
   assert.equal(made, 0, 'no species constructor ran')
+})
+
+test('every answer has the layout\'s fields in order, then the custom keys, and nothing of the cache', () => {
+  // A cached state is one object with its cache bookkeeping (index.js): a copy must carry only
+  // the layout's fields, whichever path made it.
+  const layoutKeys = createRequire(import.meta.url)('../binding.js').__stateLayout().fields.map((f) => f[0])
+  const check = (state, custom, label) => assert.deepEqual(Object.keys(state), [...layoutKeys, ...custom], label)
+  fresh('keys')
+  check(getSessionState('keys'), [], 'first read')
+  check(getSessionState('keys'), [], 'cached read')
+  updateSessionState('keys', { isConnected: true })
+  check(getSessionState('keys'), [], "read after this thread's update (the cached entry patched)")
+  check(getAllSessions().keys, [], 'getAllSessions, first call')
+  check(getAllSessions().keys, [], 'getAllSessions, from its rows')
+  updateSessionState('keys', { profile: { a: 1 }, n: 2 })
+  // Past the point where a copier is compiled for the structure.
+  for (let r = 0; r < READS; r++) check(getSessionState('keys'), ['profile', 'n'], `custom read ${r}`)
+  updateSessionState('keys', { visits: 1 })
+  check(getSessionState('keys'), ['profile', 'n', 'visits'], 'after a custom key added by this thread')
+  check(getAllSessions().keys, ['profile', 'n', 'visits'], 'getAllSessions with custom keys')
 })
