@@ -353,7 +353,7 @@ async function runPhase (phase, hooks, t, log) {
         log(`  round ${round + 1}/${ROUNDS}, ${side === 'native' ? 'native' : 'baseline'}, ${n.toLocaleString('en-US')} sessions\n`)
         if (PER_CALL_SIZES.includes(n)) {
           for (const [op, m] of await perCall(R, tracked, own, t)) keep(side, `${op}@${n}`, m)
-          for (const [op, m] of await perCallFloors(own, tracked, t)) keep('base', `floor:${op}@${n}`, m)
+          for (const [op, m] of await perCallFloors(own, tracked, hooks, t)) keep('base', `floor:${op}@${n}`, m)
         }
         if (WHOLE_SIZES.includes(n)) {
           for (const [op, m] of await whole(R, own, t)) keep(side, `${op}@${n}`, m)
@@ -493,7 +493,7 @@ async function jsFloors (tracked, ids, { slowTiming }) {
  * every thread sees has to cross into native code with the id and take the time, before the
  * read that follows can copy.
  */
-async function perCallFloors (ids, tracked, { timing }) {
+async function perCallFloors (ids, tracked, hooks, { timing }) {
   const map = new Map(ids.map((id) => [id, id]))
   const rev = new Int32Array(1)
   const now = Date.now()
@@ -510,7 +510,7 @@ async function perCallFloors (ids, tracked, { timing }) {
   const states = new Map(ids.map((id, i) => [id, state(i, null)]))
   const withProfile = new Map(ids.map((id, i) => [id, state(i, { name: 'Ana', tags: ['vip'] })]))
   const sample = shuffledSample(ids, 4096)
-  const readId = benchHooks()?.readId
+  const readId = hooks?.readId
   return [
     [OP.count, await median(compile('() => sink(rev[0] !== seen.at ? -1 : map.size)', { map, rev, seen: { at: 0 } }), timing)],
     [OP.state, await median(compile(stateCopyJs(''), { states, sample }), timing)],
@@ -967,10 +967,11 @@ function judgeRow (r, floor) {
 }
 
 // What a row's plain-JavaScript lower bound is, where it is not "the same objects from ready data".
+const COPY_FLOOR = 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)'
 const JS_FLOOR_WHAT = {
   [OP.count]: "plain JS: a Map's size after reading a counter in an Int32Array (the takeover check every lookup makes)",
-  [OP.state]: 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)',
-  [OP.stateCustom]: 'plain JS looking the state up by id in a Map and copying it (a fresh copy per call, as the package hands out)',
+  [OP.state]: COPY_FLOOR,
+  [OP.stateCustom]: COPY_FLOOR,
   [OP.stateAfterUpdate]: 'a Node-API call reading the id, Date.now(), then plain JS looking the state up and copying it (the least an update of a state every thread sees, then a fresh copy, costs)'
 }
 
