@@ -1493,23 +1493,26 @@ function getSessionState (sessionId) {
     return null
   }
   const m = SCRATCH
-  // A slot is below 2^23 (NO_SLOT aside) and a version a u32: `| 0` and `>>> 0` keep them small
-  // integers in the entry while they fit, not boxed doubles (reading a box was a second cache
-  // miss per update of a cached session, in perf).
-  const slot = m[0] === NO_SLOT ? NO_SLOT : m[0] | 0
+  const slot = entrySlot(m[0])
   const version = m[1] >>> 0
   const customLen = m[2] | 0
   // Parsed once per change; each answer gets its own copy (withCustom, or a compiled copier).
   const custom = customLen < 0 ? undefined : parse(t.slice(0, customLen))
-  if (slot === NO_SLOT) {
-    if (c !== undefined) stateCache.delete(sessionId)
-    // -1, not NO_SLOT: an entry's slot stays a small integer (see above).
-    const state = shape(m, 3, t, customLen < 0 ? 0 : customLen, sessionId, -1, undefined, 0, version, custom)
-    return custom === undefined ? copy(state) : withCustom(state, custom)
-  }
-  const e = shape(m, 3, t, customLen < 0 ? 0 : customLen, sessionId, slot, versionPage(slot), slot & PAGE_MASK, version, custom)
-  stateCache.set(sessionId, e)
+  // A record without a slot has no version to check: its state is copied, never cached.
+  const cached = slot >= 0
+  const e = shape(m, 3, t, customLen < 0 ? 0 : customLen, sessionId, slot, cached ? versionPage(slot) : undefined, slot & PAGE_MASK, version, custom)
+  if (cached) stateCache.set(sessionId, e)
+  else if (c !== undefined) stateCache.delete(sessionId)
   return custom === undefined ? copy(e) : withCustom(e, custom)
+}
+
+/**
+ * An entry's slot from the native one: below 2^23 as a small integer, -1 for NO_SLOT. Kept a
+ * small integer (with the version, `>>> 0`) so the entry holds no boxed double: reading a box
+ * was a second cache miss per update of a cached session (perf).
+ */
+function entrySlot (raw) {
+  return raw === NO_SLOT ? -1 : raw | 0
 }
 
 // Compiled copiers for the custom data of cached entries. The generic copy (withCustom) walks
@@ -1754,7 +1757,7 @@ function allSessions (seen) {
       // Parsed once per change; each answer gets its own copy (cloneData).
       const custom = customLen < 0 ? undefined : parse(t.slice(at, at + customLen))
       // Slot and version as small integers, like a cached state's (one shape for both).
-      e = shape(m, b + 3, t, customLen < 0 ? at : at + customLen, id, slot === NO_SLOT ? -1 : slot | 0, undefined, 0, version >>> 0, custom)
+      e = shape(m, b + 3, t, customLen < 0 ? at : at + customLen, id, entrySlot(slot), undefined, 0, version >>> 0, custom)
       if (slot !== NO_SLOT) rememberRow(slot, e)
     }
     out[e.id] = e.custom === undefined ? copy(e) : withCustom(e, e.custom)
