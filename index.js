@@ -1209,7 +1209,8 @@ const {
   __state: nativeState,
   __allStates: nativeAllStates,
   __stats: nativeStats,
-  __versionPage: nativeVersionPage
+  __versionPage: nativeVersionPage,
+  __touchPage: nativeTouchPage
 } = binding
 const LAYOUT = binding.__stateLayout()
 const STATUS_NAMES = LAYOUT.statusNames
@@ -1235,6 +1236,13 @@ const KNOWN_STATUS = KNOWN.status
 const KNOWN_STATUS_SHIFT = KNOWN.statusShift
 const STATUS_INDEX = create(null)
 for (let i = 0; i < STATUS_NAMES.length; i++) STATUS_INDEX[STATUS_NAMES[i]] = i
+// The status a known update's index stands for (past the last name: null).
+const STATUS_OF_INDEX = [...STATUS_NAMES, null]
+// Touches (see `touch`) take their time from this thread's Date.now, and only while it is the
+// clock the native side reads: a fake clock installed before this module loaded (test
+// doubles of Date) would mix its times with the native ones.
+const TOUCH_CLOCK = Math.abs(dateNow() - LAYOUT.now) < 1000
+const compareExchange = Atomics.compareExchange
 
 // What a cached state carries besides the layout's fields (see `stateCache` and `rowCache`).
 // The state and its bookkeeping are one object: an update or read of a cached session touches
@@ -1303,13 +1311,17 @@ function compileShapers (fields) {
   return { ...make(STATUS_NAMES), copyFieldsSource }
 }
 
-// Version pages (Uint32Array views of the native counters), by page number.
+// Version pages (Uint32Array views of the native counters) and touch pages (Float64Array
+// views of the touch times beside them: registry_core::versions), by page number. A cached
+// entry's touch page exists: both are made together, when the entry's version page is.
 const versionPages = []
+const touchPages = []
 function versionPage (slot) {
   const p = slot >>> PAGE_SHIFT
   let page = versionPages[p]
   if (page === undefined) {
     page = new Uint32Array(nativeVersionPage(p))
+    touchPages[p] = new Float64Array(nativeTouchPage(p))
     versionPages[p] = page
   }
   return page
@@ -1385,9 +1397,46 @@ function updateSessionState (sessionId, updates) {
       known = false
     }
   }
-  if (known) nativeUpdateKnown(sessionId, mask, error)
-  else nativeUpdateFlat(sessionId, flatForm(names, values, n))
-  if (stateCache.size !== 0) refreshCached(sessionId, names, values, n)
+  // No JavaScript runs from here to the end (no getter, no event): the entry stays the cached one.
+  const c = stateCache.size === 0 ? undefined : stateCache.get(sessionId)
+  if (known) {
+    if (c !== undefined && touch(c, mask, error)) return
+    nativeUpdateKnown(sessionId, mask, error)
+  } else {
+    nativeUpdateFlat(sessionId, flatForm(names, values, n))
+  }
+  if (c !== undefined) refreshCached(c, names, values, n)
+}
+
+/**
+ * An update of the registry's own fields (`mask` and `error` as for `__updateKnown`) that
+ * changes nothing the current cached entry `c` holds, so only lastActivity moves: applied here
+ * without a native call (the usual update of a bot, repeated with every message). The time
+ * goes to the slot's touch cell, then the version moves by a compare-and-swap from the one `c`
+ * was checked against; the table folds the time into the state whenever it reads the record
+ * (registry_core::versions), and the new version tells every thread's cache. Returns false,
+ * having changed nothing that matters, when the update has to cross instead: a field differs
+ * (its change may be an event), the entry is stale, the clock is behind the state's time or
+ * not the native one, or another change came in between (the swap failed; the time written is
+ * older than that change's and the table keeps the later one).
+ */
+function touch (c, mask, error) {
+  const page = c.page
+  const index = c.index
+  const version = c.version
+  if (!TOUCH_CLOCK || page[index] !== version) return false
+  if ((mask & KNOWN_IS_CONNECTED) !== 0 && c.isConnected !== ((mask & KNOWN_CONNECTED) !== 0)) return false
+  if ((mask & KNOWN_ERROR) !== 0 && c.error !== error) return false
+  if ((mask & KNOWN_STATUS) !== 0 && c.status !== STATUS_OF_INDEX[mask >>> KNOWN_STATUS_SHIFT]) return false
+  const now = dateNow()
+  if (!(now >= c.lastActivity)) return false
+  // Written before the version moves: a thread that sees the new version sees this time.
+  touchPages[c.slot >>> PAGE_SHIFT][index] = now
+  const next = (version + 1) >>> 0
+  if (compareExchange(page, index, version, next) !== version) return false
+  c.lastActivity = now
+  c.version = next
+  return true
 }
 
 /**
@@ -1411,7 +1460,8 @@ function flatForm (names, values, n) {
 }
 
 /**
- * After this thread updated `id` with the primitives `values`: when its cached state was the
+ * After this thread updated a session with the primitives `values`, for its cached entry `c`
+ * (taken before the update; the native update runs no JavaScript): when `c` was the
  * state right before that update (same slot, the version just before the one the update gave,
  * as the native side left them in SCRATCH), applies the same change to it, so the next read
  * needs no native call. The rules are the core's (registry_core::state::apply_patch) for
@@ -1420,9 +1470,7 @@ function flatForm (names, values, n) {
  * the entry stays behind and the next read asks again: an entry changed halfway is never used,
  * since its version no longer matches.
  */
-function refreshCached (id, names, values, n) {
-  const c = stateCache.get(id)
-  if (c === undefined) return
+function refreshCached (c, names, values, n) {
   const m = SCRATCH
   if (c.slot !== m[0] || ((c.version + 1) >>> 0) !== m[1]) return
   for (let i = 0; i < n; i++) {

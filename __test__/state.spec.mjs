@@ -9,12 +9,17 @@ import { test, before, after, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
 import { registry } from './support/harness.mjs'
 import { startWaServer } from './support/wa-server.mjs'
 import { loadBaileys, makeTestSocket } from './support/baileys.mjs'
 
-const { registerSocket, unregisterSocket, updateSessionState, getSessionState, getAllSessions, getStats, clearAll } = registry
+const { registerSocket, unregisterSocket, updateSessionState, getSessionState, getAllSessions, getStats, clearAll, saveSnapshot, loadSnapshot } = registry
 // The binding itself: `__updateState` always reads the object (the general route),
 // `__updateFlat` takes the flat form (the fast route). Internal; not exported by the entry.
 const binding = createRequire(import.meta.url)('../binding.js')
@@ -288,6 +293,132 @@ test('an update after another thread changed the session reads both changes', as
       const s = getSessionState('both')
       assert.deepEqual([s.there, s.isConnected, s.error], [n, n % 2 === 0, `here ${n}`])
       assert.deepEqual(s, getAllSessions().both)
+    }
+  } finally {
+    await worker.terminate()
+  }
+})
+
+// An update that changes nothing but the time (values the session has already: what a bot
+// repeats with every message) is applied by index.js without a native call, as a touch time
+// beside the session's version (registry_core::versions). Every reader must still see it.
+const SAME = { isConnected: true, error: null, status: 'open' }
+const later = async (t) => { while (Date.now() <= t) await sleep(1) }
+
+test('an update that changes nothing but the time moves lastActivity for every reader', async () => {
+  fresh('touched')
+  updateSessionState('touched', SAME)
+  const before = getSessionState('touched')
+  await later(before.lastActivity)
+  const from = Date.now()
+  updateSessionState('touched', SAME)
+  const to = Date.now()
+  const mine = getSessionState('touched')
+  assert.ok(mine.lastActivity >= from && mine.lastActivity <= to, 'this thread reads the new time')
+  assert.deepEqual({ ...mine, lastActivity: 0 }, { ...before, lastActivity: 0 }, 'and nothing else changed')
+  assert.deepEqual(getAllSessions().touched, mine, 'a native read of the table has it')
+  const row = getStats().activeSessions.find((r) => r.sessionId === 'touched')
+  assert.equal(row.lastActivity, new Date(mine.lastActivity).toISOString(), 'getStats has it')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'touch-'))
+  try {
+    await saveSnapshot(path.join(dir, 'snap.json'))
+    const saved = (await loadSnapshot(path.join(dir, 'snap.json'))).find((r) => r.sessionId === 'touched')
+    assert.equal(saved.lastActivity, mine.lastActivity, 'a snapshot has it')
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    parentPort.on('message', (u) => {
+      if (u) r.updateSessionState('touched', u)
+      parentPort.postMessage(r.getSessionState('touched'))
+    })
+  `, { eval: true })
+  const ask = (u) => { worker.postMessage(u); return new Promise((resolve) => worker.once('message', resolve)) }
+  try {
+    assert.deepEqual(await ask(null), mine, 'another thread reads it')
+    // That thread's own touch, once its read is cached there, reaches this thread's cache.
+    await later(mine.lastActivity)
+    const theirs = await ask(SAME)
+    assert.ok(theirs.lastActivity > mine.lastActivity)
+    assert.deepEqual(getSessionState('touched'), theirs, "this thread's cached copy follows it")
+    // An empty update is a touch too; a change after touches still counts from the touched time.
+    await later(theirs.lastActivity)
+    updateSessionState('touched', {})
+    const empty = getSessionState('touched')
+    assert.ok(empty.lastActivity > theirs.lastActivity)
+    updateSessionState('touched', { isConnected: false })
+    const changed = getSessionState('touched')
+    assert.ok(changed.lastActivity >= empty.lastActivity && changed.isConnected === false)
+    assert.deepEqual(await ask(null), changed)
+  } finally {
+    await worker.terminate()
+  }
+})
+
+test('a Date.now replaced before the package loads never writes a touch time', async () => {
+  // Test doubles of Date replace Date.now; index.js, loaded under one, must not mix its times
+  // with the native clock's: such updates cross, and lastActivity stays the real time.
+  fresh('faked')
+  updateSessionState('faked', SAME)
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const realNow = Date.now
+    Date.now = () => realNow() + 3600000
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    r.getSessionState('faked')
+    r.updateSessionState('faked', ${JSON.stringify(SAME)})
+    parentPort.postMessage(r.getSessionState('faked').lastActivity)
+  `, { eval: true })
+  try {
+    const [lastActivity] = await once(worker, 'message')
+    assert.ok(Math.abs(lastActivity - Date.now()) < 60000, `lastActivity ${lastActivity} is the real time, not the fake one`)
+    assert.equal(getSessionState('faked').lastActivity, lastActivity)
+  } finally {
+    await worker.terminate()
+  }
+})
+
+test('touches and changes from two threads at once leave every cache equal to the table', async () => {
+  // A thread that reads a session while another touches it must never keep an older time
+  // under the newer version (the touch writes its time before it moves the version; readers
+  // read the version first). Both threads run at once on two cores: touches, changes and
+  // reads of the same sessions, then every thread's cached copy must equal the table's.
+  const ids = ['race0', 'race1', 'race2']
+  for (const id of ids) fresh(id)
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const ids = ${JSON.stringify(ids)}
+    parentPort.on('message', (ms) => {
+      if (ms === 0) return parentPort.postMessage(ids.map((id) => r.getSessionState(id)))
+      const end = Date.now() + ms
+      let n = 0
+      while (Date.now() < end) {
+        const id = ids[n++ % 3]
+        r.updateSessionState(id, n % 7 === 0 ? { isConnected: (n & 8) === 0 } : { isConnected: true })
+        r.getSessionState(id)
+      }
+      parentPort.postMessage(n)
+    })
+  `, { eval: true })
+  const ask = (m) => { worker.postMessage(m); return new Promise((resolve) => worker.once('message', resolve)) }
+  try {
+    for (let round = 0; round < 5; round++) {
+      const theirs = ask(300)
+      const end = Date.now() + 300
+      let n = 0
+      while (Date.now() < end) {
+        const id = ids[n++ % 3]
+        if (n % 5 === 0) updateSessionState(id, { isConnected: (n & 4) === 0, error: n % 10 === 0 ? 'e' : null })
+        else updateSessionState(id, { error: null })
+        getSessionState(id)
+      }
+      assert.ok(await theirs > 0)
+      const table = getAllSessions()
+      for (const id of ids) assert.deepEqual(getSessionState(id), table[id], `${id}, round ${round}: this thread`)
+      assert.deepEqual(await ask(0), ids.map((id) => table[id]), `round ${round}: the other thread`)
     }
   } finally {
     await worker.terminate()

@@ -284,8 +284,7 @@ fn all_states_js(env: js::Env, seen: Value) -> JsResult<Value> {
     text.clear();
     // Packed straight from the table (no copy of the states); the version is read under the
     // record's lock, with the state it belongs to.
-    table::for_each(|id, r| {
-      let version = versions::get(r.slot());
+    table::for_each(|id, r, version| {
       seqs.push(r.seq());
       let known = r.slot() != versions::NO_SLOT && seen.get(r.slot() as usize) == Some(&version);
       if known {
@@ -464,7 +463,7 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
     let mut by_status = stats::StatusCounts::default();
     let mut sizes = [0i32; 4];
     let mut iso = IsoCache::default();
-    table::for_each(|id, r| {
+    table::for_each(|id, r, _| {
       let st = &r.state;
       by_status[stats::status_index(st.status)] += 1;
       let mut m = [0i32; STAT_INTS];
@@ -472,10 +471,10 @@ fn stats_js(env: js::Env) -> JsResult<Value> {
       m[1] = text.push_str(id);
       m[2] = iso.push(text, st.created_at);
       // Never active since registered: lastActivity is the very createdAt string.
-      m[3] = if st.last_activity == st.created_at {
+      m[3] = if st.last_activity() == st.created_at {
         SAME_AS_CREATED
       } else {
-        iso.push(text, st.last_activity)
+        iso.push(text, st.last_activity())
       };
       m[4] = text.push_opt(st.error());
       let idle = st.is_idle(now, idle_after as f64);
@@ -539,8 +538,9 @@ fn numbers_object<T: Into<f64>, const N: usize>(
 }
 
 /// What index.js builds its shapers from, once per environment: `{ fields, statusNames,
-/// reservedKeys, scratch, pageShift, noSlot, stats, known, allRow }`. `fields` is `layout::FIELDS` as
-/// `[name, kind, inner?]` rows.
+/// reservedKeys, scratch, pageShift, noSlot, stats, known, allRow, now }`. `fields` is
+/// `layout::FIELDS` as `[name, kind, inner?]` rows; `now` is the clock every change reads (so
+/// index.js can tell whether its `Date.now` agrees with it).
 #[napi(js_name = "__stateLayout", skip_typescript)]
 pub fn state_layout(env: Env) -> napi::Result<JsAny> {
   let raw = env.raw();
@@ -620,6 +620,7 @@ fn layout_js(env: js::Env) -> JsResult<Value> {
   )?;
   js::set_named(env, o, c"known", known)?;
   js::set_named(env, o, c"allRow", js::number(env, ALL_ROW as f64)?)?;
+  js::set_named(env, o, c"now", js::number(env, js::now_ms())?)?;
   Ok(o)
 }
 
@@ -627,12 +628,26 @@ fn layout_js(env: js::Env) -> JsResult<Value> {
 /// that lives as long as the process (`undefined` past the last page).
 #[napi(js_name = "__versionPage", skip_typescript)]
 pub fn version_page(env: Env, index: u32) -> napi::Result<JsAny> {
+  lend_page(&env, versions::page_memory(index))
+}
+
+/// Page `index` of the touch times (`versions::touched`), as an external `ArrayBuffer` of
+/// float64 over memory that lives as long as the process (`undefined` past the last page):
+/// index.js writes there the time of an update it applies without a native call.
+#[napi(js_name = "__touchPage", skip_typescript)]
+pub fn touch_page(env: Env, index: u32) -> napi::Result<JsAny> {
+  lend_page(&env, versions::touch_memory(index))
+}
+
+/// A page of `versions` as an external `ArrayBuffer`, or `undefined` for none.
+fn lend_page<T>(env: &Env, page: Option<&'static [T]>) -> napi::Result<JsAny> {
   let raw = env.raw();
-  let page = versions::page_memory(index);
   finish(
-    &env,
+    env,
     match page {
-      Some(p) => external_buffer(raw, p.as_ptr().cast_mut().cast(), p.len() * 4).map(JsAny),
+      Some(p) => {
+        external_buffer(raw, p.as_ptr().cast_mut().cast(), std::mem::size_of_val(p)).map(JsAny)
+      }
       None => Ok(JsAny(js::undefined(raw))),
     },
   )

@@ -98,7 +98,7 @@ const SUPERVISION: &[Field] = &[
 /// (one JSON string, see [`pack`]).
 pub const FIELDS: &[Field] = &[
   f("createdAt", Kind::Num(|s| s.created_at)),
-  f("lastActivity", Kind::Num(|s| s.last_activity)),
+  f("lastActivity", Kind::Num(|s| s.last_activity())),
   f("isConnected", Kind::Bool(|s| s.is_connected)),
   f("error", Kind::OptStr(|s| s.error())),
   f("status", Kind::Status(|s| s.status)),

@@ -54,7 +54,7 @@ impl SavedSession {
     SavedSession {
       session_id: session_id.to_owned(),
       created_at: s.created_at,
-      last_activity: s.last_activity,
+      last_activity: s.last_activity(),
       is_connected: s.is_connected,
       error: s.error().map(str::to_owned),
       status: s.status,

@@ -4,6 +4,7 @@
 //! `updateSessionState`, the tracking of Baileys events and the drop-in semantics of
 //! `createSocketWrapper` are written down once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,34 @@ impl PartialEq for Time {
   }
 }
 
+/// `lastActivity`, in epoch milliseconds. Atomic so that the table can move it forward while
+/// it only reads the record (under the shared lock): it folds in the time of an update that
+/// index.js applied without a native call (`versions::touched`). 8 bytes, as an f64.
+#[derive(Debug)]
+struct Activity(AtomicU64);
+
+impl Activity {
+  fn new(t: f64) -> Self {
+    Activity(AtomicU64::new(t.to_bits()))
+  }
+
+  fn get(&self) -> f64 {
+    f64::from_bits(self.0.load(Ordering::Relaxed))
+  }
+}
+
+impl Clone for Activity {
+  fn clone(&self) -> Self {
+    Activity::new(self.get())
+  }
+}
+
+impl PartialEq for Activity {
+  fn eq(&self, other: &Self) -> bool {
+    self.get() == other.get()
+  }
+}
+
 /// One session's state: the drop-in fields of socket-factory.js, what tracking adds, and the
 /// keys the bot set itself.
 ///
@@ -239,7 +268,7 @@ impl PartialEq for Time {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionState {
   pub created_at: f64,
-  pub last_activity: f64,
+  last_activity: Activity,
   more: Option<Box<More>>,
   pub thread_id: u32,
   /// `None` for a socket the registry does not track (and nobody set a status).
@@ -401,7 +430,7 @@ impl SessionState {
   pub fn new(now: f64, tracked: bool, thread_id: u32) -> Self {
     SessionState {
       created_at: now,
-      last_activity: now,
+      last_activity: Activity::new(now),
       more: None,
       thread_id,
       status: if tracked {
@@ -450,7 +479,7 @@ impl SessionState {
         }
       }
     }
-    self.last_activity = now;
+    self.set_last_activity(now);
     self.transition_from(before)
   }
 
@@ -496,7 +525,7 @@ impl SessionState {
         at: now,
       }));
     }
-    self.last_activity = now;
+    self.set_last_activity(now);
     self.transition_from(before)
   }
 
@@ -513,7 +542,7 @@ impl SessionState {
       more.last_outbound_at = now.into();
     }
     if inbound > 0 || outbound > 0 {
-      self.last_activity = now;
+      self.set_last_activity(now);
     }
   }
 
@@ -526,7 +555,7 @@ impl SessionState {
       return false;
     }
     self.more_mut().me = Some(Box::new(me));
-    self.last_activity = now;
+    self.set_last_activity(now);
     true
   }
 
@@ -553,12 +582,35 @@ impl SessionState {
     self.is_connected = false;
     self.has_qr = false;
     self.set_error(Some(message));
-    self.last_activity = now;
+    self.set_last_activity(now);
     self.transition_from(before)
   }
 
   pub fn is_idle(&self, now: f64, idle_after_ms: f64) -> bool {
-    now - self.last_activity > idle_after_ms
+    now - self.last_activity() > idle_after_ms
+  }
+
+  /// `lastActivity`: the last change's time.
+  pub fn last_activity(&self) -> f64 {
+    self.last_activity.get()
+  }
+
+  fn set_last_activity(&mut self, now: f64) {
+    *self.last_activity.0.get_mut() = now.to_bits();
+  }
+
+  /// Moves `lastActivity` to `t` if that is later: the time of an update index.js applied
+  /// without a native call (`versions::touched`). Callable under the table's shared lock; of
+  /// two such calls at once, the later time stays.
+  pub fn note_activity(&self, t: f64) {
+    let cell = &self.last_activity.0;
+    let mut seen = cell.load(Ordering::Relaxed);
+    while t > f64::from_bits(seen) {
+      match cell.compare_exchange_weak(seen, t.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => return,
+        Err(now) => seen = now,
+      }
+    }
   }
 }
 
@@ -679,7 +731,7 @@ mod tests {
   #[test]
   fn new_state_matches_the_drop_in_shape() {
     let s = SessionState::new(1000.0, false, 0);
-    assert_eq!((s.created_at, s.last_activity), (1000.0, 1000.0));
+    assert_eq!((s.created_at, s.last_activity()), (1000.0, 1000.0));
     assert!(!s.is_connected);
     assert_eq!(s.error(), None);
     assert_eq!(s.status, None);
@@ -705,7 +757,7 @@ mod tests {
     );
     assert!(t.changed());
     assert!(s.is_connected);
-    assert_eq!(s.last_activity, 2000.0);
+    assert_eq!(s.last_activity(), 2000.0);
     assert_eq!(s.custom()["phone"], "123");
     let t = s.apply_patch(
       StatePatch {
@@ -818,11 +870,11 @@ mod tests {
     );
     s.apply_messages(0, 1, 6.0);
     assert_eq!(
-      (s.messages_out(), s.last_outbound_at(), s.last_activity),
+      (s.messages_out(), s.last_outbound_at(), s.last_activity()),
       (1, Some(6.0), 6.0)
     );
     s.apply_messages(0, 0, 7.0);
-    assert_eq!(s.last_activity, 6.0);
+    assert_eq!(s.last_activity(), 6.0);
   }
 
   #[test]

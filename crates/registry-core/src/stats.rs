@@ -32,7 +32,7 @@ fn summary(id: &str, s: &SessionState, now: f64, idle_after_ms: f64) -> SessionS
   SessionSummary {
     session_id: id.to_owned(),
     created_at: s.created_at,
-    last_activity: s.last_activity,
+    last_activity: s.last_activity(),
     is_connected: s.is_connected,
     error: s.error().map(str::to_owned),
     idle: s.is_idle(now, idle_after_ms),
@@ -44,7 +44,7 @@ fn summary(id: &str, s: &SessionState, now: f64, idle_after_ms: f64) -> SessionS
 pub fn collect(now: f64, idle_after_ms: f64) -> Stats {
   let mut rows: Vec<(u64, SessionSummary)> = Vec::with_capacity(table::len());
   let mut by_status = StatusCounts::default();
-  table::for_each(|id, r| {
+  table::for_each(|id, r, _| {
     by_status[status_index(r.state.status)] += 1;
     rows.push((r.seq(), summary(id, &r.state, now, idle_after_ms)));
   });

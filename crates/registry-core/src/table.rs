@@ -60,6 +60,25 @@ impl SessionRecord {
     }
   }
 
+  /// The record as every reader must see it: the time of an update index.js applied without
+  /// a native call (`versions::touched`) folded into `lastActivity`. Every access to a record
+  /// goes through this first.
+  fn caught_up(&self) -> &Self {
+    if let Some(t) = versions::touched(self.slot()) {
+      self.state.note_activity(t);
+    }
+    self
+  }
+
+  /// The record's version, read before its state is caught up: index.js writes a touch time
+  /// before it moves the version, so a version read first is never paired with an older time
+  /// (a state cached with it would look current while it is not).
+  fn versioned(&self) -> u32 {
+    let version = versions::get(self.slot());
+    self.caught_up();
+    version
+  }
+
   fn set_seq_slot(&mut self, seq: u64, slot: u32) {
     let slot = if slot == versions::NO_SLOT {
       SLOT_MASK
@@ -152,6 +171,7 @@ fn replace(
     });
   }
   let previous = Some((old.owner, old.generation));
+  old.caught_up();
   record.seq_slot = old.seq_slot;
   versions::bump(record.slot());
   let generation = record.generation;
@@ -167,6 +187,7 @@ fn replace(
 /// (another thread may have taken the id over meanwhile; that record is not ours to remove).
 pub fn remove_owned(id: &str, owner: EnvKey) -> Option<SessionRecord> {
   let (_, r) = TABLE.remove_if(id, |_, r| r.owner == owner)?;
+  r.caught_up();
   versions::free(r.slot());
   Some(r)
 }
@@ -187,6 +208,7 @@ pub fn remove_owned_by(owner: EnvKey) -> Vec<(String, SessionRecord)> {
     .into_iter()
     .filter_map(|id| TABLE.remove_if(&id, |_, r| r.owner == owner))
     .map(|(id, r)| {
+      r.caught_up();
       versions::free(r.slot());
       (id.into_string(), r)
     })
@@ -220,6 +242,7 @@ pub fn update<T>(
   if generation.is_some_and(|g| record.generation != g) {
     return None;
   }
+  record.caught_up();
   let before = want_copies().then(|| record.state.clone());
   let (value, transition) = f(&mut record);
   let slot = record.slot();
@@ -227,7 +250,7 @@ pub fn update<T>(
   if let Some(t) = transition {
     let state = &mut record.state;
     if t.status.1 == Some(Status::Connecting) && t.status.0 != t.status.1 {
-      state.set_connecting_since(Some(state.last_activity));
+      state.set_connecting_since(Some(state.last_activity()));
       state.set_stuck_reported(false);
     } else if t.status.1 != Some(Status::Connecting) {
       state.set_connecting_since(None);
@@ -248,19 +271,17 @@ pub fn update<T>(
 /// Calls `f` with the state of `id` and its slot's version, read together under the record's
 /// lock.
 pub fn with_state<T>(id: &str, f: impl FnOnce(&SessionState, u32, u32) -> T) -> Option<T> {
-  TABLE
-    .get(id)
-    .map(|r| f(&r.state, r.slot(), versions::get(r.slot())))
+  TABLE.get(id).map(|r| f(&r.state, r.slot(), r.versioned()))
 }
 
 pub fn get(id: &str) -> Option<SessionState> {
-  TABLE.get(id).map(|r| r.state.clone())
+  TABLE.get(id).map(|r| r.caught_up().state.clone())
 }
 
 /// Calls `f` with the record of `id`, if any, without copying it.
 pub fn for_one(id: &str, f: impl FnOnce(&SessionRecord)) {
   if let Some(r) = TABLE.get(id) {
-    f(&r);
+    f(r.caught_up());
   }
 }
 
@@ -268,10 +289,12 @@ pub fn seq_of(id: &str) -> Option<u64> {
   TABLE.get(id).map(|r| r.seq())
 }
 
-/// Calls `f` for every record, without copying. `f` must not touch the table.
-pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
+/// Calls `f` for every record with its slot's version, without copying. `f` must not touch
+/// the table.
+pub fn for_each(mut f: impl FnMut(&str, &SessionRecord, u32)) {
   for r in TABLE.iter() {
-    f(r.key().as_str(), r.value());
+    let version = r.versioned();
+    f(r.key().as_str(), r.value(), version);
   }
 }
 
@@ -279,7 +302,7 @@ pub fn for_each(mut f: impl FnMut(&str, &SessionRecord)) {
 pub fn all() -> Vec<(String, SessionState)> {
   let mut out: Vec<(u64, String, SessionState)> = TABLE
     .iter()
-    .map(|r| (r.seq(), r.key().to_string(), r.state.clone()))
+    .map(|r| (r.seq(), r.key().to_string(), r.caught_up().state.clone()))
     .collect();
   out.sort_unstable_by_key(|r| r.0);
   out.into_iter().map(|(_, id, s)| (id, s)).collect()
@@ -295,7 +318,7 @@ pub fn take_newly_stuck(now: f64, stuck_after_ms: f64) -> Vec<(String, SessionSt
     if let Some(since) = r.state.connecting_since() {
       if now - since > stuck_after_ms {
         r.state.set_stuck_reported(true);
-        out.push((r.key().to_string(), r.state.clone()));
+        out.push((r.key().to_string(), r.caught_up().state.clone()));
       }
     }
   }
@@ -414,6 +437,69 @@ pub(crate) mod tests {
         "a cached copy of a removed session must not look current"
       );
     }
+  }
+
+  /// What index.js does for an update that changes nothing but the time: the time into the
+  /// slot's touch cell, then the version moved from the one it checked (compare-and-swap).
+  fn touch_as_index_js(slot: u32, checked: u32, t: f64) -> bool {
+    let page = slot >> versions::PAGE_SHIFT;
+    let i = slot as usize & (versions::PAGE_SLOTS - 1);
+    versions::touch_memory(page).unwrap()[i].store(t.to_bits(), Ordering::Relaxed);
+    versions::page_memory(page).unwrap()[i]
+      .compare_exchange(
+        checked,
+        checked.wrapping_add(1),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+      )
+      .is_ok()
+  }
+
+  #[test]
+  fn a_touch_reaches_every_reader_and_never_moves_the_time_back() {
+    let _g = SERIAL.lock().unwrap();
+    clear_for_tests();
+    register("t", 1, 0, false, false, 1000.0).unwrap();
+    let (slot, seen) = with_state("t", |_, slot, version| (slot, version)).unwrap();
+    assert!(touch_as_index_js(slot, seen, 5000.0));
+    let (time, version) = with_state("t", |s, _, v| (s.last_activity(), v)).unwrap();
+    assert_eq!((time, version), (5000.0, seen.wrapping_add(1)));
+    assert_eq!(get("t").unwrap().last_activity(), 5000.0);
+    assert_eq!(all()[0].1.last_activity(), 5000.0);
+    let mut listed = Vec::new();
+    for_each(|_, r, v| listed.push((r.state.last_activity(), v)));
+    assert_eq!(listed, [(5000.0, version)]);
+    assert!(
+      !touch_as_index_js(slot, seen, 6000.0),
+      "a touch checked against an old version loses its swap"
+    );
+    assert!(touch_as_index_js(slot, version, 3000.0));
+    assert_eq!(
+      get("t").unwrap().last_activity(),
+      5000.0,
+      "an earlier time never moves lastActivity back"
+    );
+    // A native change reads the touched time first: its `before` copy has it.
+    let applied = update(
+      "t",
+      None,
+      || true,
+      |r| {
+        let t = r.state.apply_patch(StatePatch::default(), 7000.0);
+        ((), Some(t))
+      },
+    )
+    .unwrap();
+    assert_eq!(applied.change, None, "nothing but the time changed");
+    assert_eq!(get("t").unwrap().last_activity(), 7000.0);
+    // The slot's next session starts without the old touch time.
+    remove_owned("t", 1).unwrap();
+    register("t2", 1, 0, false, false, 100.0).unwrap();
+    let (slot2, _) = with_state("t2", |_, slot, version| (slot, version)).unwrap();
+    if slot2 == slot {
+      assert_eq!(versions::touched(slot), None);
+    }
+    assert_eq!(get("t2").unwrap().last_activity(), 100.0);
   }
 
   #[test]

@@ -9,9 +9,20 @@
 //! changes of one slot between two reads). Slots live in fixed pages that are allocated once
 //! and never move or go away: the binding lends each page to JavaScript as an external
 //! `ArrayBuffer`.
+//!
+//! Beside each counter is the slot's touch time: the `lastActivity` of the last update that
+//! index.js applied without a native call because it changed nothing else (an update whose
+//! values the session already has). index.js writes the time, then bumps the counter with a
+//! compare-and-swap from the version it checked its cached state against; the table folds the
+//! time into the record's state whenever it reads the record ([`touched`]), so every reader sees
+//! it, and the new version tells every thread's cache that the state moved. A touch whose swap
+//! fails (another change came first) crosses as a native update, which bumps the version again.
+//! One race is left: if the session was removed and its slot taken by a new one between a
+//! touch's write and its failed swap (nanoseconds), the new session may show that time, which
+//! is within a millisecond of its registration's, until its next change.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Slots per page (a power of two: JavaScript splits a slot with a shift and a mask).
@@ -25,8 +36,11 @@ pub const SLOTS: usize = MAX_PAGES * PAGE_SLOTS;
 pub const NO_SLOT: u32 = u32::MAX;
 
 type Page = Box<[AtomicU32]>;
+/// Touch times, as the bits of an f64 (0: none), by slot like the counters.
+type TouchPage = Box<[AtomicU64]>;
 
 static PAGES: [OnceLock<Page>; MAX_PAGES] = [const { OnceLock::new() }; MAX_PAGES];
+static TOUCHES: [OnceLock<TouchPage>; MAX_PAGES] = [const { OnceLock::new() }; MAX_PAGES];
 /// Freed slots, and the next never-used one.
 static FREE: Mutex<(Vec<u32>, u32)> = Mutex::new((Vec::new(), 0));
 
@@ -64,6 +78,15 @@ fn counter(slot: u32) -> Option<&'static AtomicU32> {
   (p < MAX_PAGES).then(|| &page(p)[slot as usize & (PAGE_SLOTS - 1)])
 }
 
+fn touch_page(index: usize) -> &'static [AtomicU64] {
+  TOUCHES[index].get_or_init(|| (0..PAGE_SLOTS).map(|_| AtomicU64::new(0)).collect())
+}
+
+fn touch_cell(slot: u32) -> Option<&'static AtomicU64> {
+  let p = (slot >> PAGE_SHIFT) as usize;
+  (p < MAX_PAGES).then(|| &touch_page(p)[slot as usize & (PAGE_SLOTS - 1)])
+}
+
 /// A slot for a new record, its version already bumped.
 pub fn alloc() -> u32 {
   // `try_with`: during thread teardown the local list is gone; the global one still works.
@@ -85,6 +108,11 @@ pub fn alloc() -> u32 {
       }
     }
   };
+  // The previous owner's touch time is not the new one's. Cleared before the bump: a thread
+  // that sees the new version sees no old time.
+  if let Some(cell) = touch_cell(slot) {
+    cell.store(0, Ordering::Relaxed);
+  }
   bump(slot);
   slot
 }
@@ -127,6 +155,18 @@ pub fn get(slot: u32) -> u32 {
 /// `None` past the last page.
 pub fn page_memory(index: u32) -> Option<&'static [AtomicU32]> {
   ((index as usize) < MAX_PAGES).then(|| page(index as usize))
+}
+
+/// The slot's touch time, if index.js touched it since the slot was taken (see the module's
+/// comment). Read after the record's lock: a version index.js bumped is seen with its time.
+pub fn touched(slot: u32) -> Option<f64> {
+  let bits = touch_cell(slot)?.load(Ordering::Acquire);
+  (bits != 0).then(|| f64::from_bits(bits))
+}
+
+/// The memory of touch page `index`, as [`page_memory`].
+pub fn touch_memory(index: u32) -> Option<&'static [AtomicU64]> {
+  ((index as usize) < MAX_PAGES).then(|| touch_page(index as usize))
 }
 
 #[cfg(test)]
