@@ -1314,8 +1314,10 @@ function compileShapers (fields) {
 // Version pages (Uint32Array views of the native counters) and touch pages (Float64Array
 // views of the touch times beside them: registry_core::versions), by page number. A cached
 // entry's touch page exists: both are made together, when the entry's version page is.
-const versionPages = []
-const touchPages = []
+// Without a prototype: a getter or setter a caller put on Array.prototype for an index must
+// not stand in for a page not made yet, nor swallow a new one.
+const versionPages = setPrototypeOf([], null)
+const touchPages = setPrototypeOf([], null)
 function versionPage (slot) {
   const p = slot >>> PAGE_SHIFT
   let page = versionPages[p]

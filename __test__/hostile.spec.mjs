@@ -84,6 +84,12 @@ describe('getStats and getAllSessions with a setter on Array.prototype', () => {
   })
 })
 
+describe('the shared pages of a thread with accessors on Array.prototype', () => {
+  test('a getter and setter for index 0 neither stand in for a version page nor swallow one', () => {
+    assertChild('array-index-pages', [{ moved: true, same: true, ran: 0 }])
+  })
+})
+
 describe('limits on what one updateSessionState reads', () => {
   test('an array claiming 2^32 - 1 elements is refused before anything is allocated', () => {
     assertChild('huge-array-length', [{ code: 'ERR_STATE_TOO_LARGE' }])
