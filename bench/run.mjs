@@ -102,6 +102,8 @@ const OP = {
   update: 'updateSessionState (2 keys)',
   state: 'getSessionState',
   stateAfterUpdate: 'updateSessionState + getSessionState of the same session',
+  stateAfterSame: '  the same, the update repeating values the session has',
+  stateAfterChange: '  the same, the update changing isConnected every time',
   stateCustom: 'getSessionState (one custom key: a small object)',
   register: 'registerSocket (new id)',
   replace: 'registerSocket (replace: the old socket is let go)',
@@ -401,15 +403,20 @@ const FLOOR_OF = {
   [OP.unregister]: 'N-API floor + reading the id string'
 }
 const PER_CALL_OPS = [OP.getHit, OP.getMiss, OP.has, OP.count, OP.update, OP.state, OP.stateAfterUpdate,
-  OP.register, OP.replace, OP.unregister, OP.stateCustom]
+  OP.stateAfterSame, OP.stateAfterChange, OP.register, OP.replace, OP.unregister, OP.stateCustom]
 
 /** The per-call operations on one registry `R` holding the sessions `ids`. */
 async function perCall (R, tracked, ids, { timing, slowTiming, K }) {
   const hit = shuffledSample(ids, 4096)
   const miss = Array.from({ length: 4096 }, (_, i) => `missing_${i}`)
   const upd = [{ isConnected: true, error: null }, { isConnected: false, error: null }]
+  // For the change row below: ids, each an even number of times, and alternating updates.
+  const flips = shuffledSample(ids, 2048)
+  flips.push(...flips)
+  const flipped = new Set()
+  const flipUpd = flips.map((id) => flipped.delete(id) ? upd[0] : (flipped.add(id), upd[1]))
   const out = []
-  const one = async (op, body) => out.push([op, await median(compile(body, { R, ids: hit, miss, upd }), timing)])
+  const one = async (op, body) => out.push([op, await median(compile(body, { R, ids: hit, miss, upd, flips, flipUpd }), timing)])
   await one(OP.getHit, '() => sink(R.getSocket(ids[i++ & 4095]))')
   await one(OP.getMiss, '() => sink(R.getSocket(miss[i++ & 4095]))')
   await one(OP.has, '() => sink(R.hasSocket(ids[i++ & 4095]))')
@@ -418,6 +425,15 @@ async function perCall (R, tracked, ids, { timing, slowTiming, K }) {
   await one(OP.state, '() => sink(R.getSessionState(ids[i++ & 4095]))')
   // A read that follows a write of the same session (no cached copy can be fresh).
   await one(OP.stateAfterUpdate, '() => { const id = ids[i++ & 4095]; R.updateSessionState(id, upd[i & 1]); return sink(R.getSessionState(id)) }')
+  // The row above split by what its update does (each session there gets either update at
+  // random). Values the session has already, as a bot repeats them with every message: index.js
+  // applies that without a native call. A change of isConnected each time: a native call (the
+  // change may be an event). Every session of `flips` comes an even number of times per lap, its
+  // updates alternating.
+  for (const id of hit) R.updateSessionState(id, upd[0])
+  await one(OP.stateAfterSame, '() => { const id = ids[i++ & 4095]; R.updateSessionState(id, upd[0]); return sink(R.getSessionState(id)) }')
+  for (const id of flips) R.updateSessionState(id, upd[0])
+  await one(OP.stateAfterChange, '() => { const k = i++ & 4095; const id = flips[k]; R.updateSessionState(id, flipUpd[k]); return sink(R.getSessionState(id)) }')
 
   // Changes: K calls per sample, undone untimed; new sockets every sample (a let-go socket is
   // silenced and ended, not to be registered again).
