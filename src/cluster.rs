@@ -44,6 +44,10 @@ struct Node {
   tasks: Mutex<Vec<tokio::task::AbortHandle>>,
   /// Takeovers waiting for the local socket to end before the lease is released: id → token.
   handing_over: Mutex<HashMap<String, u64>>,
+  /// The runtime the cluster's work runs on, held to spawn releases from outside it: an
+  /// environment's teardown unregisters its sessions after napi-rs may have shut its runtime
+  /// down, where `napi::bindgen_prelude::spawn` panics; a handle then drops the task instead.
+  runtime: tokio::runtime::Handle,
 }
 
 enum Slot {
@@ -120,7 +124,7 @@ pub fn on_unregistered(id: &str) {
     return;
   };
   let id = id.to_owned();
-  napi::bindgen_prelude::spawn(async move {
+  node.runtime.clone().spawn(async move {
     let _ = release_lease(&node, &id, token).await;
   });
 }
@@ -240,6 +244,7 @@ fn connect_js(env: js::Env, options: Value) -> JsResult<Value> {
       events,
       tasks: Mutex::new(Vec::new()),
       handing_over: Mutex::new(HashMap::new()),
+      runtime: tokio::runtime::Handle::current(),
     });
     let engine_events = node.cluster.events();
     let tasks = vec![
@@ -422,7 +427,7 @@ fn hand_over(node: &Arc<Node>, id: &str) {
   if node.cluster.let_go(id).is_ok() {
     let node = node.clone();
     let id = id.to_owned();
-    napi::bindgen_prelude::spawn(async move {
+    node.runtime.clone().spawn(async move {
       let _ = release_lease(&node, &id, token).await;
     });
   }
