@@ -78,13 +78,13 @@ fn counter(slot: u32) -> Option<&'static AtomicU32> {
   (p < MAX_PAGES).then(|| &page(p)[slot as usize & (PAGE_SLOTS - 1)])
 }
 
-fn touch_page(index: usize) -> &'static [AtomicU64] {
-  TOUCHES[index].get_or_init(|| (0..PAGE_SLOTS).map(|_| AtomicU64::new(0)).collect())
-}
-
+/// A touch page is made when JavaScript first asks for it ([`touch_memory`]): index.js does
+/// that when it caches a state of that page, and only a cached state is ever touched. A
+/// process whose states are never read pays nothing for them (8 bytes per slot otherwise).
 fn touch_cell(slot: u32) -> Option<&'static AtomicU64> {
   let p = (slot >> PAGE_SHIFT) as usize;
-  (p < MAX_PAGES).then(|| &touch_page(p)[slot as usize & (PAGE_SLOTS - 1)])
+  let page = TOUCHES.get(p)?.get()?;
+  Some(&page[slot as usize & (PAGE_SLOTS - 1)])
 }
 
 /// A slot for a new record, its version already bumped.
@@ -109,7 +109,7 @@ pub fn alloc() -> u32 {
     }
   };
   // The previous owner's touch time is not the new one's. Cleared before the bump: a thread
-  // that sees the new version sees no old time.
+  // that sees the new version sees no old time. (A page made after this check starts at 0.)
   if let Some(cell) = touch_cell(slot) {
     cell.store(0, Ordering::Relaxed);
   }
@@ -164,9 +164,10 @@ pub fn touched(slot: u32) -> Option<f64> {
   (bits != 0).then(|| f64::from_bits(bits))
 }
 
-/// The memory of touch page `index`, as [`page_memory`].
+/// The memory of touch page `index`, made on first use, as [`page_memory`].
 pub fn touch_memory(index: u32) -> Option<&'static [AtomicU64]> {
-  ((index as usize) < MAX_PAGES).then(|| touch_page(index as usize))
+  let page = TOUCHES.get(index as usize)?;
+  Some(page.get_or_init(|| (0..PAGE_SLOTS).map(|_| AtomicU64::new(0)).collect()))
 }
 
 #[cfg(test)]
