@@ -1241,7 +1241,8 @@ const STATUS_OF_INDEX = [...STATUS_NAMES, null]
 // Touches (see `touch`) take their time from this thread's Date.now, and only while it is the
 // clock the native side reads: a fake clock installed before this module loaded (test
 // doubles of Date) would mix its times with the native ones.
-const TOUCH_CLOCK = Math.abs(dateNow() - LAYOUT.now) < 1000
+const CLOCK_SKEW = dateNow() - LAYOUT.now
+const TOUCH_CLOCK = CLOCK_SKEW > -1000 && CLOCK_SKEW < 1000
 const compareExchange = Atomics.compareExchange
 
 // What a cached state carries besides the layout's fields (see `stateCache` and `rowCache`).

@@ -223,7 +223,10 @@ pub struct Applied<T> {
   pub change: Option<(SessionState, SessionState)>,
   /// The record's version slot and the version this change gave it (the one before is
   /// `version - 1`, wrapping): every change of a record bumps its version under its lock, so a
-  /// state cached at `version - 1` plus this change is the state at `version`.
+  /// state cached at `version - 1` plus this change is the state at `version`. (A touch from
+  /// index.js moves the version without the lock, by a swap from the version its thread
+  /// checked; one that lands between this change's catching up and its bump makes the versions
+  /// skip, and no cached state matches `version - 1`.)
   pub slot: u32,
   pub version: u32,
 }
