@@ -1424,13 +1424,14 @@ function updateSessionState (sessionId, updates) {
  * older than that change's and the table keeps the later one).
  */
 function touch (c, mask, error) {
+  // The entry's own fields first: a change fails here without loading the shared page.
+  if ((mask & KNOWN_IS_CONNECTED) !== 0 && c.isConnected !== ((mask & KNOWN_CONNECTED) !== 0)) return false
+  if ((mask & KNOWN_ERROR) !== 0 && c.error !== error) return false
+  if ((mask & KNOWN_STATUS) !== 0 && c.status !== STATUS_OF_INDEX[mask >>> KNOWN_STATUS_SHIFT]) return false
   const page = c.page
   const index = c.index
   const version = c.version
   if (!TOUCH_CLOCK || page[index] !== version) return false
-  if ((mask & KNOWN_IS_CONNECTED) !== 0 && c.isConnected !== ((mask & KNOWN_CONNECTED) !== 0)) return false
-  if ((mask & KNOWN_ERROR) !== 0 && c.error !== error) return false
-  if ((mask & KNOWN_STATUS) !== 0 && c.status !== STATUS_OF_INDEX[mask >>> KNOWN_STATUS_SHIFT]) return false
   const now = dateNow()
   if (!(now >= c.lastActivity)) return false
   // Written before the version moves: a thread that sees the new version sees this time.
