@@ -423,7 +423,7 @@ async function perCall (R, tracked, ids, { timing, slowTiming, K }) {
   await one(OP.count, '() => sink(R.getSocketCount())')
   await one(OP.update, '() => sink(R.updateSessionState(ids[i++ & 4095], upd[i & 1]))')
   await one(OP.state, '() => sink(R.getSessionState(ids[i++ & 4095]))')
-  // A read that follows a write of the same session (no cached copy can be fresh).
+  // A read that follows a write of the same session.
   await one(OP.stateAfterUpdate, '() => { const id = ids[i++ & 4095]; R.updateSessionState(id, upd[i & 1]); return sink(R.getSessionState(id)) }')
   // The row above split by what its update does (each session there gets either update at
   // random). Values the session has already, as a bot repeats them with every message: index.js
