@@ -375,6 +375,7 @@ async function runPhase (phase, hooks, t, log) {
     }
   }
   settle()
+
   const rows = []
   for (const n of sizes) {
     const ops = [
@@ -460,7 +461,7 @@ async function perCall (R, tracked, ids, { timing, slowTiming, K }) {
       yield { manual: () => (withRead() - updateOnly()) * 1e6 / 4096 }
     }, timing)])
   }
-  // The row above split by what its update does (each session there gets either update at
+  // The pair split by what its update does (each session there gets either update at
   // random). Values the session has already, as a bot repeats them with every message: index.js
   // applies that without a native call. A change of isConnected each time: a native call (the
   // change may be an event). Every session of `flips` comes an even number of times per lap, its
