@@ -123,9 +123,17 @@ pub fn on_unregistered(id: &str) {
   let Ok(token) = node.cluster.let_go(id) else {
     return;
   };
+  release_in_background(&node, id, token);
+}
+
+/// Releases the lease of `id` in Redis without waiting (a failure is a `releaseFailed` event,
+/// and the lease expires anyway). Spawned through the node's runtime handle, which also works
+/// from an environment's teardown (see `Node::runtime`).
+fn release_in_background(node: &Arc<Node>, id: &str, token: u64) {
+  let task_node = node.clone();
   let id = id.to_owned();
-  node.runtime.clone().spawn(async move {
-    let _ = release_lease(&node, &id, token).await;
+  node.runtime.spawn(async move {
+    let _ = release_lease(&task_node, &id, token).await;
   });
 }
 
@@ -425,11 +433,7 @@ fn hand_over(node: &Arc<Node>, id: &str) {
     return;
   }
   if node.cluster.let_go(id).is_ok() {
-    let node = node.clone();
-    let id = id.to_owned();
-    node.runtime.clone().spawn(async move {
-      let _ = release_lease(&node, &id, token).await;
-    });
+    release_in_background(node, id, token);
   }
 }
 
