@@ -23,6 +23,8 @@ const { registerSocket, unregisterSocket, updateSessionState, getSessionState, g
 // The binding itself: `__updateState` always reads the object (the general route),
 // `__updateFlat` takes the flat form (the fast route). Internal; not exported by the entry.
 const binding = createRequire(import.meta.url)('../binding.js')
+// The package entry, as worker threads below require it.
+const ENTRY = JSON.stringify(createRequire(import.meta.url).resolve('..'))
 
 // Every createdAt the tests set is before this.
 const STARTED = Date.now()
@@ -229,7 +231,7 @@ test('a change made by another thread is seen at once', async () => {
   assert.equal(getSessionState('shared').n, 1)
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     parentPort.on('message', (n) => {
       r.updateSessionState('shared', { n })
       parentPort.postMessage(r.getSessionState('shared').n)
@@ -278,7 +280,7 @@ test('an update after another thread changed the session reads both changes', as
   fresh('both')
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     parentPort.on('message', (n) => {
       r.updateSessionState('both', { there: n, isConnected: n % 2 === 0 })
       parentPort.postMessage(n)
@@ -329,7 +331,7 @@ test('an update that changes nothing but the time moves lastActivity for every r
   }
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     parentPort.on('message', (u) => {
       if (u) r.updateSessionState('touched', u)
       parentPort.postMessage(r.getSessionState('touched'))
@@ -366,7 +368,7 @@ test('a Date.now replaced before the package loads never writes a touch time', a
     const { parentPort } = require('node:worker_threads')
     const realNow = Date.now
     Date.now = () => realNow() + 3600000
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     r.getSessionState('faked')
     r.updateSessionState('faked', ${JSON.stringify(SAME)})
     parentPort.postMessage(r.getSessionState('faked').lastActivity)
@@ -389,7 +391,7 @@ test('touches and changes from two threads at once leave every cache equal to th
   for (const id of ids) fresh(id)
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     const ids = ${JSON.stringify(ids)}
     parentPort.on('message', (ms) => {
       if (ms === 0) return parentPort.postMessage(ids.map((id) => r.getSessionState(id)))
@@ -459,7 +461,7 @@ test('getAllSessions reshapes only what changed, and still hands out fresh copie
   // A change made by another thread.
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
-    const r = require(${JSON.stringify(createRequire(import.meta.url).resolve('..'))})
+    const r = require(${ENTRY})
     parentPort.on('message', () => {
       r.updateSessionState('a4', { there: true })
       parentPort.postMessage(r.getAllSessions().a4.there)
